@@ -1,0 +1,56 @@
+"""Where things live: the project root, the user cache, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path | None:
+    """The source checkout holding this package (``lib/crowdlens``), if any.
+
+    None when crowdlens is installed as a plain wheel outside a checkout.
+    """
+    candidate = PACKAGE_DIR.parents[1]
+    return candidate if (candidate / "pyproject.toml").is_file() else None
+
+
+def cache_dir() -> Path:
+    """``CROWDLENS_CACHE`` or ``~/.cache/crowdlens``; deleting it is always safe."""
+    env = os.environ.get("CROWDLENS_CACHE")
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "crowdlens"
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path | str, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    Readers never see a half-written file: on any exception the temporary file
+    is removed and ``target`` is left as it was.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def sha256_file(path: Path | str, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(block)
+    return digest.hexdigest()

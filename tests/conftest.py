@@ -1,0 +1,112 @@
+"""Shared fixtures: the real shared data (skipped with a reason when absent) and a
+local HTTP server on 127.0.0.1 that serves hand-made upstream-format files."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from crowdlens.data.registry import shared_data_dir
+
+FIXTURES = Path(__file__).parent / "fixtures"
+UPSTREAM = FIXTURES / "upstream"
+
+SHARED = shared_data_dir()
+needs_shared = pytest.mark.skipif(
+    SHARED is None, reason="../shared/data is absent: the real-data tests need the shared corpora"
+)
+
+
+@pytest.fixture
+def shared_data(monkeypatch):
+    """The real shared data folder, with CROWDLENS_DATA unset so resolution finds it."""
+    if SHARED is None:
+        pytest.skip("../shared/data is absent: the real-data tests need the shared corpora")
+    monkeypatch.delenv("CROWDLENS_DATA", raising=False)
+    return SHARED
+
+
+class RangeRequestHandler(http.server.SimpleHTTPRequestHandler):
+    """SimpleHTTPRequestHandler plus HTTP Range (206), and a log of Range headers seen."""
+
+    range_requests: list[str] = []
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        header = self.headers.get("Range")
+        path = Path(self.translate_path(self.path))
+        if not header or not path.is_file():
+            return super().do_GET()
+        type(self).range_requests.append(header)
+        start = int(header.split("=")[1].split("-")[0])
+        data = path.read_bytes()[start:]
+        self.send_response(206)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Range", f"bytes {start}-{start + len(data) - 1}/{path.stat().st_size}")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def upstream_server():
+    """Serve tests/fixtures/upstream at http://127.0.0.1:<port>/ for the test's duration."""
+    RangeRequestHandler.range_requests = []
+    handler = functools.partial(RangeRequestHandler, directory=str(UPSTREAM))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def write_manifest(path: Path, base_url: str, overrides: dict[str, str] | None = None) -> Path:
+    """A manifest in data/sources.csv's format for every fixture file, with real sha256s."""
+    dataset_of = {
+        "ariannap13": "collective_action",
+        "rosaunde": "reddit_political_2017_2018",
+        "KellyGothard": "reddit_us_local_covid_2020",
+        "thunlp": "weibo_ced",
+        "BrownSweater": "weibo_smp2020_ewect",
+    }
+    overrides = overrides or {}
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", "url", "sha256", "bytes"])
+        for file in sorted(UPSTREAM.rglob("*")):
+            if not file.is_file():
+                continue
+            rel = file.relative_to(UPSTREAM).as_posix()
+            digest = overrides.get(rel, hashlib.sha256(file.read_bytes()).hexdigest())
+            writer.writerow([dataset_of[rel.split("/")[0]], f"{base_url}/{rel}", digest, file.stat().st_size])
+    return path
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A fresh CROWDLENS_CACHE so no test reads or writes the user's cache."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CROWDLENS_CACHE", str(cache))
+    return cache
+
+
+def pytest_collection_modifyitems(config, items):
+    # book tests need the built quick book; `make test` builds it first and says so
+    if os.environ.get("CROWDLENS_BOOK_BUILT") == "1":
+        return
+    if (Path(__file__).parents[1] / "book" / "_build" / "html" / "index.html").is_file():
+        return
+    skip = pytest.mark.skip(reason="book/_build/html is absent: run `make book` (make test builds it first)")
+    for item in items:
+        if "book" in item.keywords:
+            item.add_marker(skip)
