@@ -1,0 +1,3 @@
+from crowdlens.cli import app
+
+app(prog_name="crowdlens")

@@ -1,0 +1,445 @@
+"""The book runner: MyST chapters → executed notebooks (papermill) → Jupyter Book HTML.
+
+A profile (``quick`` or ``full``) maps to each chapter's parameters in one place,
+``PROFILES``. Each executed chapter records its provenance (parameters, profile,
+data sha256s, package versions, git commit, start/end time) in its notebook
+metadata, and ``write_provenance_page`` gathers them into an appendix page.
+A chapter whose source, parameters, ``crowdlens`` code and data are unchanged
+is taken from the cache instead of being run again.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crowdlens.config import PACKAGE_DIR, atomic_path, cache_dir, project_root, sha256_file
+
+#: The one place where a profile becomes chapter parameters. Chapters missing
+#: here run with the defaults of their ``parameters`` cell.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "quick": {
+        "data_tour": {"sample_rows": 20_000},
+    },
+    "full": {
+        "data_tour": {"sample_rows": 0},
+    },
+}
+
+RECORDED_PACKAGES = [
+    "crowdlens", "numpy", "pandas", "pyarrow", "scikit-learn", "statsmodels", "seaborn", "matplotlib",
+    "torch", "transformers", "peft", "sentence-transformers", "papermill", "jupytext", "jupyter-book",
+]
+
+
+class BookError(RuntimeError):
+    pass
+
+
+class ParameterError(BookError, ValueError):
+    pass
+
+
+class ChapterFailed(BookError):
+    def __init__(self, chapter: str, message: str, notebook: Path):
+        self.chapter, self.notebook = chapter, notebook
+        super().__init__(message)
+
+
+# Layout ------------------------------------------------------------------------------
+
+def _root() -> Path:
+    root = project_root()
+    if root is None:
+        raise BookError("the book runner needs the CrowdLens source checkout (chapters/ and book/)")
+    return root
+
+
+def book_dir() -> Path:
+    return _root() / "book"
+
+
+def chapters_src_dir() -> Path:
+    return _root() / "chapters"
+
+
+def executed_dir() -> Path:
+    """Where Jupyter Book reads the executed chapters (``book/chapters``)."""
+    return book_dir() / "chapters"
+
+
+def html_dir() -> Path:
+    return book_dir() / "_build" / "html"
+
+
+def toc_chapters() -> list[str]:
+    """Chapter names in book order, from ``book/_toc.yml`` entries under ``chapters/``."""
+    toc = yaml.safe_load((book_dir() / "_toc.yml").read_text())
+    names: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            file = node.get("file")
+            if isinstance(file, str) and file.startswith("chapters/"):
+                names.append(file.split("/", 1)[1].removesuffix(".ipynb").removesuffix(".md"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return names
+
+
+def chapter_source(name: str) -> Path:
+    path = chapters_src_dir() / f"{name}.md"
+    if not path.is_file():
+        known = ", ".join(toc_chapters()) or "(none)"
+        raise BookError(f"no chapter '{name}': expected {path}. Chapters in the book: {known}")
+    return path
+
+
+# Parameters --------------------------------------------------------------------------
+
+def read_notebook(name: str):
+    import jupytext
+
+    return jupytext.read(chapter_source(name))
+
+
+def parameters_of(notebook) -> dict[str, Any]:
+    """Defaults of the cell tagged ``parameters``: ``name = <literal>`` lines."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            defaults: dict[str, Any] = {}
+            for node in ast.parse(cell.source).body:
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    defaults[node.targets[0].id] = ast.literal_eval(node.value)
+                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                    defaults[node.target.id] = ast.literal_eval(node.value)
+            return defaults
+    raise BookError("the chapter has no code cell tagged 'parameters'")
+
+
+def chapter_parameters(name: str) -> dict[str, Any]:
+    return parameters_of(read_notebook(name))
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: a Python literal when it parses as one, else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check names and types against the chapter's parameters cell; returns coerced values.
+
+    String values from the command line are parsed (``"500"`` → 500) unless the
+    parameter is itself a string.
+    """
+    defaults = chapter_parameters(name) if defaults is None else defaults
+    listing = "; ".join(f"{k} = {v!r} ({type(v).__name__})" for k, v in defaults.items())
+    checked: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in defaults:
+            raise ParameterError(f"chapter '{name}' has no parameter '{key}'. Valid parameters: {listing}")
+        default = defaults[key]
+        if isinstance(value, str) and not isinstance(default, str):
+            value = parse_value(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not _type_ok(default, value):
+            raise ParameterError(
+                f"parameter '{key}' of chapter '{name}' must be {type(default).__name__}, "
+                f"got {value!r} ({type(value).__name__}). Valid parameters: {listing}"
+            )
+        checked[key] = value
+    return checked
+
+
+def profile_parameters(name: str, profile: str) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise ParameterError(f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
+    return dict(PROFILES[profile].get(name, {}))
+
+
+# Fingerprints and provenance ---------------------------------------------------------
+
+def crowdlens_source_sha256() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*")):
+        if path.is_file() and path.suffix in {".py", ".csv", ".json", ".txt"}:
+            digest.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def data_sha256s() -> dict[str, str]:
+    """sha256 of every registry table file present; memoised by path, size and mtime."""
+    from crowdlens.data.registry import TABLES, data_dir
+
+    memo_path = cache_dir() / "book" / "data_sha256.json"
+    memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
+    result, folder = {}, data_dir()
+    for table in TABLES.values():
+        path = folder / table.relpath
+        if not path.is_file():
+            continue
+        stat = path.stat()
+        key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+        if key not in memo:
+            memo[key] = sha256_file(path)
+        result[table.name] = memo[key]
+    with atomic_path(memo_path) as tmp:
+        tmp.write_text(json.dumps(memo, indent=1))
+    return result
+
+
+def git_commit() -> str:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_root(), capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_root(), capture_output=True, text=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def cache_key(name: str, parameters: dict[str, Any], data: dict[str, str]) -> str:
+    payload = json.dumps(
+        {
+            "source": chapter_source(name).read_text(encoding="utf-8"),
+            "parameters": parameters,
+            "crowdlens": crowdlens_source_sha256(),
+            "data": data,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+# Execution ---------------------------------------------------------------------------
+
+@dataclass
+class ChapterRun:
+    name: str
+    notebook: Path
+    cached: bool
+    seconds: float
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _failure_message(name: str, exc: Exception, failed_path: Path) -> str:
+    cell = getattr(exc, "exec_count", None)
+    trace = "\n".join(getattr(exc, "traceback", []) or [str(exc)])
+    # strip ANSI colours from the kernel's traceback
+    import re
+
+    trace = re.sub(r"\x1b\[[0-9;]*m", "", trace)
+    return (
+        f"chapter '{name}' failed at cell {cell}: {getattr(exc, 'ename', type(exc).__name__)}: "
+        f"{getattr(exc, 'evalue', exc)}\n{trace}\n"
+        f"The partly executed notebook is at {failed_path}. Chapters that finished are kept; "
+        f"fix the problem and rerun: the build resumes from this chapter."
+    )
+
+
+def execute_chapter(
+    name: str,
+    profile: str = "quick",
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> ChapterRun:
+    """Execute one chapter with papermill (profile parameters, then ``overrides``) unless cached."""
+    import nbformat
+    import papermill
+
+    notebook = read_notebook(name)
+    defaults = parameters_of(notebook)
+    parameters = validate_parameters(name, profile_parameters(name, profile), defaults)
+    parameters.update(validate_parameters(name, overrides or {}, defaults))
+    data = data_sha256s()
+    key = cache_key(name, parameters, data)
+    cached = cache_dir() / "book" / "chapters" / f"{name}-{key}.ipynb"
+    target = executed_dir() / f"{name}.ipynb"
+    started = time.time()
+    if cached.is_file() and not force:
+        with atomic_path(target, suffix=".ipynb") as tmp:
+            shutil.copyfile(cached, tmp)
+        return ChapterRun(name, target, True, time.time() - started, parameters)
+
+    work = cache_dir() / "book" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    source_nb = work / f"{name}.source.ipynb"
+    nbformat.write(notebook, source_nb)
+    output_nb = work / f"{name}.executed.ipynb"
+    start_time = dt.datetime.now(dt.timezone.utc)
+    executed_dir().mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(source_nb),
+            str(output_nb),
+            parameters=parameters,
+            kernel_name="python3",
+            progress_bar=progress,
+            cwd=str(executed_dir()),
+        )
+    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+        failed = book_dir() / "_failed" / f"{name}.ipynb"
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        if output_nb.exists():
+            shutil.copyfile(output_nb, failed)
+        raise ChapterFailed(name, _failure_message(name, exc, failed), failed) from exc
+    end_time = dt.datetime.now(dt.timezone.utc)
+    executed = nbformat.read(output_nb, as_version=4)
+    for cell in executed.cells:  # say in the book where the injected values came from
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.source = cell.source.replace(
+                "# Parameters", f"# Parameters of this run: profile '{profile}' plus command-line overrides", 1
+            )
+    executed.metadata["crowdlens"] = {
+        "chapter": name,
+        "profile": profile,
+        "parameters": parameters,
+        "defaults": defaults,
+        "data_sha256": data,
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+        "started": start_time.isoformat(timespec="seconds"),
+        "finished": end_time.isoformat(timespec="seconds"),
+        "seconds": round((end_time - start_time).total_seconds(), 1),
+        "cache_key": key,
+    }
+    with atomic_path(cached, suffix=".ipynb") as tmp:
+        nbformat.write(executed, tmp)
+    with atomic_path(target, suffix=".ipynb") as tmp:
+        shutil.copyfile(cached, tmp)
+    failed = book_dir() / "_failed" / f"{name}.ipynb"
+    if failed.exists():
+        failed.unlink()
+    return ChapterRun(name, target, False, time.time() - started, parameters)
+
+
+def write_provenance_page(chapters: list[str] | None = None) -> Path:
+    """``book/provenance.md``: one section per executed chapter, from its notebook metadata."""
+    import nbformat
+
+    chapters = chapters if chapters is not None else toc_chapters()
+    lines = [
+        "# Provenance",
+        "",
+        "Every number in this book was computed when the chapter below was executed. "
+        "This page is generated by `crowdlens book` from the metadata that the runner "
+        "stores in each executed notebook: the parameters (after the profile and any "
+        "command-line overrides), the sha256 of every data file, the package versions and "
+        "the git commit. Rerun a chapter with `crowdlens run CHAPTER -p NAME VALUE`.",
+        "",
+    ]
+    for name in chapters:
+        path = executed_dir() / f"{name}.ipynb"
+        lines += [f"## {name}", ""]
+        if not path.is_file():
+            lines += ["Not executed in this build.", ""]
+            continue
+        meta = nbformat.read(path, as_version=4).metadata.get("crowdlens", {})
+        lines += [
+            f"- profile: `{meta.get('profile')}`; git commit: `{meta.get('git_commit')}`",
+            f"- executed: {meta.get('started')} → {meta.get('finished')} ({meta.get('seconds')} s)",
+            "",
+            "| parameter | value | default |",
+            "|---|---|---|",
+        ]
+        defaults = meta.get("defaults", {})
+        params = {**defaults, **meta.get("parameters", {})}
+        for key, value in params.items():
+            lines.append(f"| `{key}` | `{value!r}` | `{defaults.get(key)!r}` |")
+        lines += ["", "| data table | sha256 |", "|---|---|"]
+        lines += [f"| {table} | `{digest}` |" for table, digest in meta.get("data_sha256", {}).items()]
+        lines += ["", "| package | version |", "|---|---|"]
+        lines += [f"| {pkg} | {ver} |" for pkg, ver in meta.get("packages", {}).items()]
+        lines.append("")
+    target = book_dir() / "provenance.md"
+    with atomic_path(target, suffix=".md") as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return target
+
+
+def build_html(quiet: bool = False) -> Path:
+    """``jupyter-book build book/`` (notebooks are already executed; Sphinx does not re-run them)."""
+    entry = "import sys; from jupyter_book.cli.main import main; sys.exit(main())"
+    command = [sys.executable, "-c", entry, "build", str(book_dir()), "--keep-going"]
+    if quiet:
+        command.append("--quiet")
+    result = subprocess.run(command, cwd=_root())
+    if result.returncode != 0 or not (html_dir() / "index.html").is_file():
+        raise BookError(f"jupyter-book build failed (exit {result.returncode}); see the log above")
+    return html_dir()
+
+
+def build_book(
+    profile: str = "quick",
+    only: list[str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    html: bool = True,
+) -> list[ChapterRun]:
+    """Execute the book's chapters (``only`` those named, plus any never executed) and build HTML."""
+    from tqdm.auto import tqdm
+
+    chapters = toc_chapters()
+    overrides = overrides or {}
+    for name in list(only or []) + list(overrides):
+        chapter_source(name)  # unknown chapter → clear error before any kernel starts
+        validate_parameters(name, overrides.get(name, {}))
+    todo = [
+        c for c in chapters
+        if only is None or c in only or not (executed_dir() / f"{c}.ipynb").is_file()
+    ]
+    runs = []
+    for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
+        runs.append(execute_chapter(name, profile, overrides.get(name), force=force and (only is None or name in only), progress=progress))
+    write_provenance_page(chapters)
+    if html:
+        build_html(quiet=not progress)
+    return runs

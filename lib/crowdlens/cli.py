@@ -1,0 +1,148 @@
+"""``crowdlens`` command line: build the book, rerun a chapter, fetch and check data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+app = typer.Typer(help="CrowdLens: build the book, rerun chapters, fetch and check data.", no_args_is_help=True)
+data_app = typer.Typer(help="Fetch and check the book's datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1):
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_param_args(args: list[str]) -> dict[str, str]:
+    """``-p NAME VALUE`` (or ``-p NAME=VALUE``), repeatable, from the extra arguments."""
+    overrides: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        if flag not in ("-p", "--param"):
+            raise typer.BadParameter(f"unexpected argument {flag!r}; parameters are given as -p NAME VALUE")
+        if i + 1 < len(args) and "=" in args[i + 1]:
+            name, value = args[i + 1].split("=", 1)
+            i += 2
+        elif i + 2 < len(args):
+            name, value = args[i + 1], args[i + 2]
+            i += 3
+        else:
+            raise typer.BadParameter(f"{flag} needs a NAME and a VALUE, e.g. -p sample_rows 500")
+        overrides[name] = value
+    return overrides
+
+
+@app.command()
+def book(
+    profile: str = typer.Option("quick", "--profile", help="quick (CI-sized samples) or full (whole corpora)"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="execute only these chapters (repeatable)"),
+    force: bool = typer.Option(False, "--force", help="re-execute even when a cached result exists"),
+    no_html: bool = typer.Option(False, "--no-html", help="execute chapters but skip the Jupyter Book build"),
+):
+    """Execute the chapters of the book's toc with papermill and build the HTML book."""
+    from crowdlens import book as runner
+
+    try:
+        runs = runner.build_book(profile=profile, only=only or None, force=force, html=not no_html)
+    except runner.BookError as exc:
+        _fail(str(exc))
+    for run in runs:
+        console.print(f"{run.name}: {'cached' if run.cached else 'executed'} in {run.seconds:.1f} s")
+    if not no_html:
+        console.print(f"book: {runner.html_dir() / 'index.html'}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    chapter: str = typer.Argument(..., help="chapter name, e.g. data_tour"),
+    profile: str = typer.Option("quick", "--profile", help="profile whose parameters the overrides modify"),
+    force: bool = typer.Option(False, "--force", help="re-execute even when a cached result exists"),
+    no_html: bool = typer.Option(False, "--no-html", help="skip rebuilding the HTML book"),
+):
+    """Run one chapter with parameter overrides, then rebuild the book.
+
+    Overrides follow the chapter: -p NAME VALUE (repeatable), checked against the
+    chapter's parameters cell before any kernel starts.
+    """
+    from crowdlens import book as runner
+
+    overrides = parse_param_args(ctx.args)
+    try:
+        runs = runner.build_book(profile=profile, only=[chapter], overrides={chapter: overrides},
+                                 force=force, html=not no_html)
+    except runner.BookError as exc:
+        _fail(str(exc))
+    for run_ in runs:
+        console.print(f"{run_.name}: {'cached' if run_.cached else 'executed'} in {run_.seconds:.1f} s "
+                      f"with {run_.parameters}")
+
+
+@app.command()
+def params(chapter: str = typer.Argument(..., help="chapter name")):
+    """List a chapter's parameters, their defaults and each profile's values."""
+    from crowdlens import book as runner
+
+    try:
+        defaults = runner.chapter_parameters(chapter)
+    except runner.BookError as exc:
+        _fail(str(exc))
+    table = RichTable("parameter", "type", "default", *runner.PROFILES)
+    for name, default in defaults.items():
+        table.add_row(name, type(default).__name__, repr(default),
+                      *[repr(runner.PROFILES[p].get(chapter, {}).get(name, default)) for p in runner.PROFILES])
+    console.print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    names: Optional[list[str]] = typer.Argument(None, help="sources or tables (default: all)"),
+    dest: Optional[Path] = typer.Option(None, "--dest", help="data folder to fill (default: the user cache)"),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="manifest CSV (default: data/sources.csv)"),
+    workers: int = typer.Option(8, "--workers", min=1, help="parallel downloads"),
+):
+    """Download the pinned upstream files (sha256-checked, resumable) and convert them to tables."""
+    from crowdlens.data import DataError
+    from crowdlens.data.fetch import fetch
+
+    try:
+        written = fetch(names or None, dest=dest, manifest=manifest, workers=workers)
+    except DataError as exc:
+        _fail(str(exc))
+    for table, path in written.items():
+        console.print(f"{table}: {path}")
+
+
+@data_app.command("check")
+def data_check(folder: Optional[Path] = typer.Argument(None, help="data folder (default: the resolved one)")):
+    """Validate every table of a data folder and print rows and status."""
+    from crowdlens.data import check, data_dir
+
+    target = folder if folder is not None else data_dir()
+    report = check(target)
+    table = RichTable("table", "file", "rows", "status", title=f"data folder: {target}")
+    for row in report.itertuples():
+        style = "green" if row.status.startswith("ok") else "red"
+        rows = "" if row.rows is None or row.rows != row.rows else f"{int(row.rows):,}"
+        table.add_row(row.table, row.file, rows, f"[{style}]{row.status}[/]")
+    console.print(table)
+    if not report["status"].str.startswith("ok").all():
+        raise typer.Exit(1)
+
+
+def main():  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

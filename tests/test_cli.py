@@ -1,0 +1,66 @@
+"""The crowdlens command line, in-process (typer's CliRunner)."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from typer.testing import CliRunner
+
+from crowdlens import book
+from crowdlens.cli import app, parse_param_args
+
+runner = CliRunner()
+
+
+def test_param_args_both_forms():
+    assert parse_param_args(["-p", "sample_rows", "500", "--param", "seed=3"]) == {"sample_rows": "500", "seed": "3"}
+    with pytest.raises(Exception, match="NAME and a VALUE"):
+        parse_param_args(["-p", "sample_rows"])
+
+
+def test_run_refuses_unknown_parameter_before_any_kernel_starts():
+    result = runner.invoke(app, ["run", "data_tour", "-p", "sample_row", "500", "--no-html"])
+    assert result.exit_code == 1
+    assert "no parameter 'sample_row'" in result.output and "sample_rows = 20000 (int)" in result.output
+
+
+def test_run_refuses_wrong_type_and_unknown_chapter():
+    result = runner.invoke(app, ["run", "data_tour", "-p", "sample_rows", "lots", "--no-html"])
+    assert result.exit_code == 1 and "must be int" in result.output
+    result = runner.invoke(app, ["run", "nonexistent", "--no-html"])
+    assert result.exit_code == 1 and "data_tour" in result.output
+
+
+def test_params_lists_profiles():
+    result = runner.invoke(app, ["params", "data_tour"])
+    assert result.exit_code == 0 and "sample_rows" in result.output and "20000" in result.output
+
+
+def test_data_check_on_shared_data(shared_data):
+    result = runner.invoke(app, ["data", "check"])
+    assert result.exit_code == 0 and "ced_reactions" in result.output and "1,275,180" in result.output
+
+
+def test_data_check_fails_on_empty_folder(tmp_path):
+    result = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert result.exit_code == 1 and "missing" in result.output
+
+
+def test_data_fetch_unknown_name():
+    result = runner.invoke(app, ["data", "fetch", "nope"])
+    assert result.exit_code == 1 and "weibo_smp2020_ewect" in result.output
+
+
+@pytest.mark.slow
+def test_run_data_tour_with_sample_rows_500(tmp_path, monkeypatch, isolated_cache, shared_data):
+    """`crowdlens run data_tour -p sample_rows 500` reruns just that chapter with the override."""
+    monkeypatch.setattr(book, "executed_dir", lambda: tmp_path / "executed")
+    result = runner.invoke(app, ["run", "data_tour", "-p", "sample_rows", "500", "--no-html"])
+    assert result.exit_code == 0, result.output
+    assert "executed" in result.output and "'sample_rows': 500" in result.output
+    executed = nbformat.read(tmp_path / "executed" / "data_tour.ipynb", as_version=4)
+    assert executed.metadata["crowdlens"]["parameters"]["sample_rows"] == 500
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "sample_rows = 500" in injected[0].source
+    assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
+               for c in executed.cells for o in c.get("outputs", []))

@@ -1,0 +1,47 @@
+"""pyproject.toml and environment.yml declare the same dependencies."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def normalise(requirement: str) -> tuple[str, str]:
+    match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
+    assert match, requirement
+    name = re.sub(r"[-_.]+", "-", match[1]).lower()
+    spec = ",".join(sorted(part.strip() for part in match[2].replace(" ", "").split(",") if part.strip()))
+    return name, spec
+
+
+def test_pyproject_and_environment_yml_agree():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = dict(normalise(r) for r in project["dependencies"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    listed: dict[str, str] = {}
+    for entry in env["dependencies"]:
+        if isinstance(entry, dict):
+            listed.update(normalise(r) for r in entry["pip"])
+        elif not entry.startswith(("python", "pip")) or entry.startswith("python-"):
+            listed.update([normalise(entry)])
+    assert listed == declared
+
+
+def test_every_dependency_has_a_lower_bound_and_torch_is_capped():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        assert ">=" in requirement, f"{requirement} needs a lower bound"
+    torch = next(r for r in project["dependencies"] if r.startswith("torch"))
+    assert "<=2.14" in torch
+
+
+def test_no_deps_package_is_installed_by_the_makefile():
+    no_deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["crowdlens"]["no-deps"]
+    makefile = (ROOT / "Makefile").read_text()
+    for requirement in no_deps:
+        assert f'--no-deps "{requirement}"' in makefile

@@ -1,0 +1,67 @@
+"""crowdlens.explore and crowdlens.plots on small hand-made frames with known answers."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+
+from crowdlens import explore, plots
+
+
+def test_reddit_text_joins_submissions_and_blanks_removed():
+    frame = pd.DataFrame({
+        "kind": ["submission", "comment", "comment", "submission"],
+        "title": ["Rally on Friday", None, None, "Only a title"],
+        "selftext": ["Bring signs", None, None, "[removed]"],
+        "body": [None, "I'll be there", "[deleted]", None],
+    })
+    assert explore.reddit_text(frame).tolist() == ["Rally on Friday\n\nBring signs", "I'll be there", "", "Only a title"]
+
+
+def test_text_length_units():
+    texts = pd.Series(["one two  three", "", None, "武汉加油"])
+    assert explore.text_length(texts).tolist() == [3, 0, 0, 1]
+    assert explore.text_length(texts, "chars").tolist() == [14, 0, 0, 4]
+    with pytest.raises(ValueError, match="words"):
+        explore.text_length(texts, "tokens")
+
+
+def test_counts_per_period_fills_missing_months_with_zero():
+    day = 86400
+    jan, mar = 1577836800, 1577836800 + 60 * day  # 2020-01-01, 2020-03-01
+    frame = pd.DataFrame({"created_utc": [jan, jan + day, mar], "group": ["a", "b", "a"]})
+    plain = explore.counts_per_period(frame)
+    assert plain["count"].tolist() == [2, 0, 1]
+    grouped = explore.counts_per_period(frame, by="group").set_index(["period", "group"])["count"]
+    assert grouped[(pd.Timestamp("2020-02-01"), "a")] == 0 and grouped[(pd.Timestamp("2020-01-01"), "b")] == 1
+    assert len(grouped) == 6
+
+
+def test_sample_is_reproducible_and_bounded():
+    frame = pd.DataFrame({"x": range(100)})
+    assert explore.sample(frame, 0) is frame and len(explore.sample(frame, 500)) == 100
+    assert explore.sample(frame, 10, seed=3).index.tolist() == explore.sample(frame, 10, seed=3).index.tolist()
+    with pytest.raises(ValueError):
+        explore.sample(frame, -1)
+
+
+def test_state_codes():
+    assert explore.state_code("New York") == "NY" and explore.state_code("northdakota") == "ND"
+    with pytest.raises(KeyError):
+        explore.state_code("Atlantis")
+
+
+def test_plots_draw_what_they_are_given():
+    plots.use_book_style()
+    frame = pd.DataFrame({"label": ["a", "a", "b"], "split": ["x", "y", "x"], "n": [1, 10, 100]})
+    ax = plots.count_bars(frame, x="label", title="t", source="s")
+    assert sorted(p.get_height() for p in ax.patches if p.get_height() > 0) == [1, 2]
+    ax = plots.length_distribution(frame, "n")
+    assert ax.get_xscale() == "log"
+    counts = pd.DataFrame({"period": pd.date_range("2020-01-01", periods=3), "count": [1, 2, 3]})
+    ax = plots.timeline(counts, events=pd.DataFrame({"date": [pd.Timestamp("2020-01-02")], "label": ["NY"]}))
+    assert [t.get_text() for t in ax.texts] == ["NY"]
