@@ -1,15 +1,11 @@
-"""crowdlens.explore and crowdlens.plots on small hand-made frames with known answers."""
+"""crowdlens.explore on small hand-made frames with known answers."""
 
 from __future__ import annotations
-
-import matplotlib
-
-matplotlib.use("Agg")
 
 import pandas as pd
 import pytest
 
-from crowdlens import explore, plots
+from crowdlens import explore
 
 
 def test_reddit_text_joins_submissions_and_blanks_removed():
@@ -53,15 +49,3 @@ def test_state_codes():
     assert explore.state_code("New York") == "NY" and explore.state_code("northdakota") == "ND"
     with pytest.raises(KeyError):
         explore.state_code("Atlantis")
-
-
-def test_plots_draw_what_they_are_given():
-    plots.use_book_style()
-    frame = pd.DataFrame({"label": ["a", "a", "b"], "split": ["x", "y", "x"], "n": [1, 10, 100]})
-    ax = plots.count_bars(frame, x="label", title="t", source="s")
-    assert sorted(p.get_height() for p in ax.patches if p.get_height() > 0) == [1, 2]
-    ax = plots.length_distribution(frame, "n")
-    assert ax.get_xscale() == "log"
-    counts = pd.DataFrame({"period": pd.date_range("2020-01-01", periods=3), "count": [1, 2, 3]})
-    ax = plots.timeline(counts, events=pd.DataFrame({"date": [pd.Timestamp("2020-01-02")], "label": ["NY"]}))
-    assert [t.get_text() for t in ax.texts] == ["NY"]
