@@ -34,9 +34,11 @@ from crowdlens.config import PACKAGE_DIR, atomic_path, cache_dir, project_root, 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "data_tour": {"sample_rows": 20_000},
+        "annotation": {"crowd_items": 300, "repetitions": 1, "llm_sample": 40},
     },
     "full": {
         "data_tour": {"sample_rows": 0},
+        "annotation": {"crowd_items": 0, "repetitions": 3, "llm_sample": 0},
     },
 }
 
@@ -315,6 +317,11 @@ def execute_chapter(
     output_nb = work / f"{name}.executed.ipynb"
     start_time = dt.datetime.now(dt.timezone.utc)
     executed_dir().mkdir(parents=True, exist_ok=True)
+    # the kernel inherits these: library progress bars and warnings belong in a
+    # terminal, not in the printed book (chapters pass progress=False to their own)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         papermill.execute_notebook(
             str(source_nb),

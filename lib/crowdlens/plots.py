@@ -59,3 +59,29 @@ def timeline(counts: pd.DataFrame, hue: str | None = None, title: str | None = N
     ax.set_ylabel(ylabel)
     ax.figure.autofmt_xdate()
     return _finish(ax, title, source)
+
+
+def sweep(frame: pd.DataFrame, x: str, y: str | list[str], title: str | None = None, source: str | None = None,
+          ylabel: str | None = None, ax=None, hline: float | None = None):
+    """Mean (and 95 % interval over repetitions) of one or more measures against a parameter."""
+    ax = ax or plt.subplots()[1]
+    measures = [y] if isinstance(y, str) else list(y)
+    long = frame.melt(id_vars=[x], value_vars=measures, var_name="measure", value_name="value")
+    sns.lineplot(data=long, x=x, y="value", hue="measure" if len(measures) > 1 else None, marker="o",
+                 errorbar=("ci", 95) if frame.groupby(x).size().max() > 1 else None, ax=ax)
+    if hline is not None:
+        ax.axhline(hline, color="0.4", linestyle=":", linewidth=1)
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(ylabel or (measures[0].replace("_", " ") if len(measures) == 1 else "value"))
+    return _finish(ax, title, source)
+
+
+def confusion(truth, predicted, labels, title: str | None = None, source: str | None = None,
+              normalize: bool = True, ax=None):
+    """Heat map of a confusion matrix (rows: truth; normalised per row by default)."""
+    table = pd.crosstab(pd.Categorical(truth, labels), pd.Categorical(predicted, labels), dropna=False)
+    table.index.name, table.columns.name = "truth", "predicted"
+    shown = table.div(table.sum(axis=1).replace(0, 1), axis=0) if normalize else table
+    ax = ax or plt.subplots(figsize=(6, 5))[1]
+    sns.heatmap(shown, annot=table, fmt="d", cmap="Blues", vmin=0, vmax=1 if normalize else None, cbar=False, ax=ax)
+    return _finish(ax, title, source)
