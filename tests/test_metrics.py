@@ -1,0 +1,78 @@
+"""crowdlens.metrics against hand-computed cases and scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from crowdlens import metrics as M
+
+
+def test_f1_family_matches_hand_computation_and_sklearn():
+    y_true = ["a", "a", "a", "b", "b", "c"]
+    y_pred = ["a", "a", "b", "b", "c", "c"]
+    # a: P=1, R=2/3, F=0.8; b: P=1/2, R=1/2, F=0.5; c: P=1/2, R=1, F=2/3
+    assert M.macro_f1(y_true, y_pred) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert M.weighted_f1(y_true, y_pred) == pytest.approx((3 * 0.8 + 2 * 0.5 + 1 * 2 / 3) / 6)
+    assert M.weighted_f1(y_true, y_pred) == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
+    table = M.per_class(y_true, y_pred, ["a", "b", "c"])
+    assert table.loc["a", "recall"] == pytest.approx(2 / 3) and table.loc["c", "support"] == 1
+
+
+def test_always_none_floor():
+    y_true = ["None"] * 3 + ["PS"]
+    assert M.weighted_f1(y_true, ["None"] * 4) == pytest.approx(0.75 * (2 * 0.75 / 1.75))
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 2, 2000)
+    pred = np.where(rng.random(2000) < 0.8, truth, 1 - truth)
+    point, low, high = M.bootstrap_ci(truth[:200], pred[:200], M.weighted_f1, n_boot=300)
+    assert low <= point <= high
+    _, low_big, high_big = M.bootstrap_ci(truth, pred, M.weighted_f1, n_boot=300)
+    assert high_big - low_big < high - low
+    with pytest.raises(ValueError):
+        M.bootstrap_ci([], [])
+
+
+def test_mcnemar_counts_discordant_pairs():
+    truth = np.zeros(40, dtype=int)
+    a = np.zeros(40, dtype=int)
+    b = np.zeros(40, dtype=int)
+    b[:10] = 1  # b wrong on 10 items a gets right
+    result = M.mcnemar(truth, a, b)
+    assert result["only_a_right"] == 10 and result["only_b_right"] == 0
+    assert result["p_value"] == pytest.approx(2 * 0.5 ** 10)  # exact two-sided binomial
+    same = M.mcnemar(truth, a, a)
+    assert same["p_value"] == pytest.approx(1.0)
+
+
+def test_em_recovers_a_shifted_prior():
+    rng = np.random.default_rng(1)
+    # a calibrated classifier for 2 classes trained at prior (0.5, 0.5); the new data has (0.9, 0.1)
+    labels = (rng.random(20000) < 0.1).astype(int)
+    score = rng.normal(loc=labels * 2.0, scale=1.0)
+    likelihood = np.stack([np.exp(-(score - 0) ** 2 / 2), np.exp(-(score - 2) ** 2 / 2)], axis=1)
+    posteriors = likelihood / likelihood.sum(axis=1, keepdims=True)  # exact under a 50/50 prior
+    adjusted, prior = M.em_prior_adjust(posteriors, np.array([0.5, 0.5]))
+    assert prior == pytest.approx([0.9, 0.1], abs=0.02)
+    assert (adjusted.argmax(1) == labels).mean() > (posteriors.argmax(1) == labels).mean()
+
+
+def test_corrected_prevalence_inverts_a_known_confusion():
+    confusion = np.array([[0.9, 0.1], [0.2, 0.8]])  # P(pred | true)
+    true = np.array([0.7, 0.3])
+    observed = confusion.T @ true  # what the classifier reports: 0.69, 0.31
+    assert M.corrected_prevalence(observed, confusion) == pytest.approx(true)
+    assert M.corrected_prevalence([1.0, 0.0], confusion).min() >= 0
+
+
+def test_divergences():
+    p, q = np.array([0.5, 0.5]), np.array([1.0, 0.0])
+    assert M.js_divergence(p, p) == pytest.approx(0.0, abs=1e-9)
+    assert M.js_divergence([1, 0], [0, 1]) == pytest.approx(1.0, abs=1e-6)
+    assert M.kl_divergence(p, [0.25, 0.75]) == pytest.approx(0.5 * np.log(2) + 0.5 * np.log(0.5 / 0.75))
+    rows = M.js_divergence(np.array([p, q]), np.array([p, p]))
+    assert rows.shape == (2,) and rows[0] == pytest.approx(0, abs=1e-9) and rows[1] > 0
