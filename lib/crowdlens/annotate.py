@@ -501,7 +501,7 @@ def aggregate(labels: pd.DataFrame, method: str = "majority", order: Sequence[st
     elif method == "mace":
         result = MACE(n_restarts=1, n_iter=50, random_state=seed).fit_predict(labels)
     else:
-        result = GLAD(n_iter=100, silent=True).fit_predict(labels)
+        result = GLAD(n_iter=20, m_step_max_iter=10, silent=True).fit_predict(labels)
     return result.rename("label")
 
 

@@ -1,0 +1,251 @@
+"""Fine-tuned encoder classifiers with a scikit-learn-like interface.
+
+``EncoderClassifier(model="minilm").fit(texts, labels)`` fine-tunes any encoder
+that ``AutoModelForSequenceClassification`` loads (the offline MiniLM default, or a
+hub id such as ``roberta-base``) with a class-weighted loss, early stopping on a
+validation split carved from the training data, and a checkpoint after every epoch
+so that a killed run resumes where it stopped. Prediction sorts texts by length and
+batches them dynamically under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from crowdlens.config import atomic_path
+
+
+class EncoderClassifier:
+    def __init__(
+        self,
+        model: str = "minilm",
+        max_length: int = 128,
+        epochs: int = 4,
+        learning_rate: float = 5e-5,
+        batch_size: int = 16,
+        class_weight: str | None = "balanced",
+        validation_share: float = 0.1,
+        patience: int = 1,
+        seed: int = 0,
+        checkpoint_dir: str | Path | None = None,
+        threads: int | None = None,
+        progress: bool = True,
+    ):
+        self.model = model
+        self.max_length = max_length
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.class_weight = class_weight
+        self.validation_share = validation_share
+        self.patience = patience
+        self.seed = seed
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.threads = threads
+        self.progress = progress
+        self.labels_: list[str] = []
+        self.history_: list[dict] = []
+
+    # -- training --------------------------------------------------------------------
+
+    def _class_weights(self, y: np.ndarray):
+        import torch
+
+        if self.class_weight != "balanced":
+            return None
+        counts = np.bincount(y, minlength=len(self.labels_)).astype(float)
+        weights = len(y) / (len(self.labels_) * np.maximum(counts, 1))
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def _batches(self, encodings, order):
+        import torch
+
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start: start + self.batch_size]
+            yield idx, {k: torch.tensor(np.asarray(v)[idx]) for k, v in encodings.items()}
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "EncoderClassifier":
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        from crowdlens.metrics import weighted_f1
+        from crowdlens.models import load_sequence_classifier
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        texts = [str(t) for t in texts]
+        self.labels_ = sorted(set(labels))
+        index = {label: i for i, label in enumerate(self.labels_)}
+        y = np.array([index[label] for label in labels])
+
+        # validation split carved from the training data, stratified by label
+        validation = np.zeros(len(y), dtype=bool)
+        if self.validation_share > 0:
+            for label in range(len(self.labels_)):
+                members = np.flatnonzero(y == label)
+                take = int(round(len(members) * self.validation_share))
+                validation[rng.choice(members, take, replace=False)] = True
+        train_idx, valid_idx = np.flatnonzero(~validation), np.flatnonzero(validation)
+
+        self.tokenizer_, self.model_ = load_sequence_classifier(
+            self.model, num_labels=len(self.labels_),
+            id2label=dict(enumerate(self.labels_)), label2id=index,
+        )
+        encodings = self.tokenizer_(texts, truncation=True, max_length=self.max_length, padding="max_length")
+        encodings = {k: np.asarray(v) for k, v in encodings.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights(y[train_idx]))
+        optimizer = torch.optim.AdamW(self.model_.parameters(), lr=self.learning_rate, weight_decay=0.01)
+        steps = self.epochs * int(np.ceil(len(train_idx) / self.batch_size))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+
+        start_epoch, best_score, best_state, stale = 0, -1.0, None, 0
+        resume = self._load_checkpoint(optimizer, scheduler)
+        if resume is not None:
+            start_epoch, best_score, best_state, stale, self.history_ = resume
+
+        for epoch in range(start_epoch, self.epochs):
+            self.model_.train()
+            order = rng.permutation(train_idx)
+            losses = []
+            bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{self.epochs}", unit="text", disable=not self.progress)
+            for idx, batch in self._batches(encodings, order):
+                width = int(batch["attention_mask"].sum(1).max())  # trim padding: shorter batches run faster
+                batch = {k: v[:, :width] for k, v in batch.items()}
+                logits = self.model_(**batch).logits
+                loss = loss_fn(logits, torch.tensor(y[idx]))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            bar.close()
+            record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses))}
+            if len(valid_idx):
+                predicted = self._predict_ids([texts[i] for i in valid_idx])
+                record["validation_weighted_f1"] = weighted_f1(y[valid_idx], predicted)
+                score = record["validation_weighted_f1"]
+            else:
+                score = -record["train_loss"]
+            self.history_.append(record)
+            if score > best_score:
+                best_score, stale = score, 0
+                best_state = {k: v.detach().clone() for k, v in self.model_.state_dict().items()}
+            else:
+                stale += 1
+            self._save_checkpoint(epoch + 1, optimizer, scheduler, best_score, best_state, stale)
+            if stale > self.patience:
+                break
+        if best_state is not None:
+            self.model_.load_state_dict(best_state)
+        self.model_.eval()
+        return self
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def _save_checkpoint(self, epoch, optimizer, scheduler, best_score, best_state, stale):
+        import torch
+
+        if self.checkpoint_dir is None:
+            return
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        state = {"epoch": epoch, "model": self.model_.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "best_score": best_score, "best_state": best_state,
+                 "stale": stale, "history": self.history_, "labels": self.labels_}
+        with atomic_path(self.checkpoint_dir / "checkpoint.pt", suffix=".pt") as tmp:
+            torch.save(state, tmp)
+
+    def _load_checkpoint(self, optimizer, scheduler):
+        import torch
+
+        path = self.checkpoint_dir / "checkpoint.pt" if self.checkpoint_dir else None
+        if path is None or not path.is_file():
+            return None
+        state = torch.load(path, weights_only=False)
+        if state["labels"] != self.labels_:
+            return None
+        self.model_.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        return state["epoch"], state["best_score"], state["best_state"], state["stale"], state["history"]
+
+    # -- prediction ------------------------------------------------------------------
+
+    def _logits(self, texts: Sequence[str], batch_size: int = 64):
+        import torch
+
+        texts = [str(t) for t in texts]
+        encoded = self.tokenizer_(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        order = np.argsort([len(ids) for ids in encoded], kind="stable")  # similar lengths share a batch
+        out = np.zeros((len(texts), len(self.labels_)), dtype=np.float32)
+        pad = self.tokenizer_.pad_token_id or 0
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start: start + batch_size]
+                width = max(len(encoded[i]) for i in idx)
+                ids = torch.full((len(idx), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(idx), width), dtype=torch.long)
+                for row, i in enumerate(idx):
+                    ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+                    mask[row, : len(encoded[i])] = 1
+                out[idx] = self.model_(input_ids=ids, attention_mask=mask).logits.float().numpy()
+        return out
+
+    def _predict_ids(self, texts):
+        self.model_.eval()
+        ids = self._logits(texts).argmax(1)
+        self.model_.train()
+        return ids
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        logits = self._logits(texts, batch_size)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return np.array(self.labels_)[self.predict_proba(texts, batch_size).argmax(1)]
+
+    # -- persistence -----------------------------------------------------------------
+
+    def save(self, path: str | Path, card: dict | None = None) -> Path:
+        """Write the model, tokenizer and a model card (``card.json``) atomically."""
+        path = Path(path)
+        staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        if staging.exists():
+            shutil.rmtree(staging)
+        self.model_.save_pretrained(staging)
+        self.tokenizer_.save_pretrained(staging)
+        meta = {"labels": self.labels_, "base_model": self.model, "max_length": self.max_length,
+                "history": self.history_, "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(card or {})}
+        (staging / "card.json").write_text(json.dumps(meta, indent=2, default=str))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(staging, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EncoderClassifier":
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(path)
+        meta = json.loads((path / "card.json").read_text())
+        classifier = cls(model=meta["base_model"], max_length=meta["max_length"])
+        classifier.labels_ = meta["labels"]
+        classifier.history_ = meta.get("history", [])
+        classifier.card_ = meta
+        classifier.tokenizer_ = AutoTokenizer.from_pretrained(path)
+        classifier.model_ = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        return classifier

@@ -1,0 +1,54 @@
+"""crowdlens.encoders: fine-tuning learns a separable task, predictions keep input order,
+save/load round-trips, and a killed run resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdlens.encoders import EncoderClassifier
+
+ACTION = ["Join the protest on Saturday", "Sign the petition and strike with us", "We marched to city hall",
+          "Boycott them and organise your workplace", "I will volunteer at the union rally",
+          "Come to the demonstration tomorrow", "Donate to the strike fund now", "We occupied the square"]
+OTHER = ["I baked bread this morning", "The cat sleeps on the sofa", "My favourite colour is green",
+         "The train was late again", "This pasta recipe is great", "I watched a film last night",
+         "The weather is mild today", "My phone battery died"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def data(repeat=3):
+    texts = (ACTION + OTHER) * repeat
+    labels = (["action"] * len(ACTION) + ["other"] * len(OTHER)) * repeat
+    return texts, labels
+
+
+@pytest.mark.slow
+def test_fit_learns_a_separable_task_and_round_trips(tmp_path):
+    texts, labels = data()
+    model = EncoderClassifier(max_length=24, epochs=3, learning_rate=1e-4, batch_size=8,
+                              validation_share=0.0, progress=False).fit(texts, labels)
+    held_out = ["Everyone should join the picket line", "I had soup for lunch"]
+    assert list(model.predict(held_out)) == ["action", "other"]
+    probabilities = model.predict_proba(held_out + held_out[::-1])
+    assert np.allclose(probabilities.sum(1), 1) and np.allclose(probabilities[0], probabilities[3], atol=1e-5)
+    saved = model.save(tmp_path / "clf", card={"task": "toy"})
+    loaded = EncoderClassifier.load(saved)
+    assert loaded.card_["task"] == "toy" and loaded.labels_ == ["action", "other"]
+    assert np.allclose(loaded.predict_proba(held_out), probabilities[:2], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
+    texts, labels = data(repeat=1)
+    first = EncoderClassifier(max_length=16, epochs=1, batch_size=8, validation_share=0.25,
+                              checkpoint_dir=tmp_path, progress=False).fit(texts, labels)
+    assert (tmp_path / "checkpoint.pt").is_file() and len(first.history_) == 1
+    resumed = EncoderClassifier(max_length=16, epochs=2, batch_size=8, validation_share=0.25, patience=5,
+                                checkpoint_dir=tmp_path, progress=False).fit(texts, labels)
+    assert [h["epoch"] for h in resumed.history_] == [1, 2]
+    assert resumed.history_[0] == first.history_[0]  # epoch 1 was not run again
