@@ -67,6 +67,12 @@ def test_learning_recovers_a_planted_dictionary():
     assert evaluation["exact"].all()
 
 
+def test_shipped_dictionary_is_what_learning_produces(shared_data, tmp_path):
+    terms, path = A.relearn_shipped_dictionary(tmp_path / "terms.txt")
+    assert sorted(terms) == sorted(A.load_dictionary().terms)
+    assert path.read_text() == A.default_dictionary_path().read_text()
+
+
 def test_shipped_dictionary_reproduces_the_released_test_windows(shared_data):
     from crowdlens.data import load_collective_action
 
