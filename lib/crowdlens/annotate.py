@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from crowdlens.config import atomic_path, project_root
 

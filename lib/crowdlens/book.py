@@ -35,10 +35,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "data_tour": {"sample_rows": 20_000},
         "annotation": {"crowd_items": 300, "repetitions": 1, "llm_sample": 40},
+        "training": {"train_rows": 600, "epochs": 1, "max_length": 96, "n_boot": 300, "llm_sample": 40,
+                     "encoder_ablation": False},
     },
     "full": {
         "data_tour": {"sample_rows": 0},
         "annotation": {"crowd_items": 0, "repetitions": 3, "llm_sample": 0},
+        "training": {"train_rows": 0, "epochs": 4, "max_length": 128, "n_boot": 1000, "llm_sample": 200,
+                     "encoder_ablation": True},
     },
 }
 
@@ -432,7 +436,7 @@ def build_book(
     html: bool = True,
 ) -> list[ChapterRun]:
     """Execute the book's chapters (``only`` those named, plus any never executed) and build HTML."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     chapters = toc_chapters()
     overrides = overrides or {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from crowdlens.config import atomic_path
 
@@ -65,12 +65,21 @@ class EncoderClassifier:
         weights = len(y) / (len(self.labels_) * np.maximum(counts, 1))
         return torch.tensor(weights, dtype=torch.float32)
 
-    def _batches(self, encodings, order):
+    def _batches(self, encodings, order, rng):
+        """Batches of similar length (sorted within shuffled pools of 50 batches), in random order:
+        less padding per batch, still a different mix every epoch."""
         import torch
 
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start: start + self.batch_size]
-            yield idx, {k: torch.tensor(np.asarray(v)[idx]) for k, v in encodings.items()}
+        lengths = encodings["attention_mask"].sum(1)
+        pool = self.batch_size * 50
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = order[start: start + pool]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches += [chunk[i: i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        for b in rng.permutation(len(batches)):
+            idx = batches[b]
+            yield idx, {k: torch.tensor(v[idx]) for k, v in encodings.items()}
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "EncoderClassifier":
         import torch
@@ -118,7 +127,7 @@ class EncoderClassifier:
             order = rng.permutation(train_idx)
             losses = []
             bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{self.epochs}", unit="text", disable=not self.progress)
-            for idx, batch in self._batches(encodings, order):
+            for idx, batch in self._batches(encodings, order, rng):
                 width = int(batch["attention_mask"].sum(1).max())  # trim padding: shorter batches run faster
                 batch = {k: v[:, :width] for k, v in batch.items()}
                 logits = self.model_(**batch).logits

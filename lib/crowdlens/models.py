@@ -157,3 +157,31 @@ def embed(texts: list[str], model: str = "minilm", batch_size: int = 64, progres
 
     encoder = SentenceTransformer(resolve_model(model), device="cpu")
     return encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress)
+
+
+def classifiers_cache_dir() -> Path:
+    return cache_dir() / "classifiers"
+
+
+def load_classifier(name: str = "participation", retrain: bool = False, **train_kwargs):
+    """A saved classifier of the book by name, trained first when the cache lacks it.
+
+    ``participation``: the layered participation classifier (binary encoder + level
+    encoder, ``crowdlens.participation``), with a model card in ``card``.
+    """
+    from crowdlens import participation
+
+    if name != "participation":
+        raise ModelNotAvailableError(f"no saved classifier '{name}'; available: 'participation'")
+    path = classifiers_cache_dir() / name
+    if (path / "card.json").is_file() and not retrain:
+        return participation.ParticipationClassifier.load(path)
+    classifier = participation.train_default_classifier(**train_kwargs)
+    staging = path.with_name(f".{path.name}.training")
+    if staging.exists():
+        shutil.rmtree(staging)
+    classifier.save(staging)
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(staging, path)
+    return participation.ParticipationClassifier.load(path)

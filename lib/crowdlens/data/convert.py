@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from crowdlens.config import atomic_path
 from crowdlens.data.pseudonym import pseudonymise

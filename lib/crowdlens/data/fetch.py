@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from crowdlens.config import PACKAGE_DIR, project_root, sha256_file
 from crowdlens.data.registry import DataError, default_cache_data_dir, sources_for

@@ -1,0 +1,309 @@
+"""Participation classifiers for the training chapter: tasks, baselines, prior-shift
+handling and the saved default classifier behind ``models.load_classifier``.
+
+Every classifier here has ``fit(texts, labels)``, ``predict_proba(texts)`` and
+``classes_``; ``EncoderClassifier`` (crowdlens.encoders) has the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from crowdlens import metrics
+
+NONE = "None"
+PARTICIPATION = "Participation"
+TASKS = ("binary", "multiclass", "layered", "simplified")
+
+
+def task_labels(frame: pd.DataFrame, task: str) -> np.ndarray:
+    """Gold labels of ``frame`` for a task.
+
+    binary: Participation (any level) vs None; simplified: the release's
+    ``SimplifiedLabel`` (None where empty); multiclass and layered: the four levels + None.
+    """
+    if task == "binary":
+        return np.where(frame["Label"].notna(), PARTICIPATION, NONE)
+    if task == "simplified":
+        return frame["SimplifiedLabel"].fillna(NONE).to_numpy(dtype=object)
+    if task in ("multiclass", "layered"):
+        return frame["Label"].fillna(NONE).to_numpy(dtype=object)
+    raise ValueError(f"task must be one of {TASKS}, not {task!r}")
+
+
+class _ProbaMixin:
+    classes_: np.ndarray
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.classes_)[self.predict_proba(texts).argmax(1)]
+
+
+class TfidfLogReg(_ProbaMixin):
+    """Word 1–2-gram TF-IDF + logistic regression (scikit-learn)."""
+
+    def __init__(self, C: float = 4.0, class_weight: str | None = "balanced", min_df: int = 2, seed: int = 0):
+        self.C, self.class_weight, self.min_df, self.seed = C, class_weight, min_df, seed
+
+    def fit(self, texts, labels):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.pipeline_ = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=self.min_df, sublinear_tf=True),
+            LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=3000, random_state=self.seed),
+        ).fit(list(texts), list(labels))
+        self.classes_ = self.pipeline_.classes_
+        return self
+
+    def predict_proba(self, texts):
+        return self.pipeline_.predict_proba(list(texts))
+
+
+class CentroidClassifier(_ProbaMixin):
+    """Nearest centroid on L2-normalised sentence embeddings (cosine similarity);
+    probabilities are a softmax of similarities with a temperature."""
+
+    def __init__(self, model: str = "minilm", temperature: float = 0.05):
+        self.model, self.temperature = model, temperature
+
+    def fit(self, texts, labels):
+        from crowdlens.models import embed
+
+        vectors = embed(list(texts), self.model)
+        labels = np.asarray(labels)
+        self.classes_ = np.array(sorted(set(labels)))
+        centroids = np.stack([vectors[labels == c].mean(0) for c in self.classes_])
+        self.centroids_ = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+        return self
+
+    def predict_proba(self, texts):
+        from crowdlens.models import embed
+
+        similarity = embed(list(texts), self.model) @ self.centroids_.T / self.temperature
+        similarity -= similarity.max(1, keepdims=True)
+        p = np.exp(similarity)
+        return p / p.sum(1, keepdims=True)
+
+
+class DictionaryRule(_ProbaMixin):
+    """Participation when a text has at least ``k`` collective-action words; ``k`` is
+    chosen on the training data to maximise weighted F1. Binary only."""
+
+    def __init__(self, words=None):
+        self.words = words
+
+    def _counts(self, texts):
+        from crowdlens.annotate import tokenize
+
+        return np.array([self.words_.count(tokenize(t)) for t in texts])
+
+    def fit(self, texts, labels):
+        from crowdlens.annotate import Dictionary, load_dictionary
+
+        self.words_ = load_dictionary() if self.words is None else (
+            self.words if isinstance(self.words, Dictionary) else Dictionary.from_terms(self.words))
+        labels = np.asarray(labels)
+        counts = self._counts(texts)
+        self.classes_ = np.array([NONE, PARTICIPATION])
+        self.k_ = max(range(0, 8), key=lambda k: metrics.weighted_f1(labels, np.where(counts >= k, PARTICIPATION, NONE)))
+        return self
+
+    def predict_proba(self, texts):
+        positive = (self._counts(texts) >= self.k_).astype(float)
+        return np.stack([1 - positive, positive], axis=1)
+
+
+# Prior shift ---------------------------------------------------------------------------
+
+def train_prior(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    counts = pd.Series(labels).value_counts(normalize=True)
+    return counts.reindex(list(classes), fill_value=1e-6).to_numpy()
+
+
+def predict_with_none_threshold(probabilities: np.ndarray, classes: Sequence[str], threshold: float) -> np.ndarray:
+    """None when P(None) >= threshold, else the most probable other class."""
+    classes = np.asarray(classes)
+    none = int(np.flatnonzero(classes == NONE)[0])
+    others = probabilities.copy()
+    others[:, none] = -1
+    return np.where(probabilities[:, none] >= threshold, NONE, classes[others.argmax(1)])
+
+
+def crossfit_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y_true: Sequence[str],
+                            folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Target-domain calibration with labelled test items, cross-fitted.
+
+    For each fold, the threshold on P(None) that maximises weighted F1 on the other
+    folds decides that fold's predictions, so no prediction uses its own label.
+    It needs a labelled sample from the target distribution — say so wherever it is
+    reported. Returns (predictions, threshold per fold).
+    """
+    y_true = np.asarray(y_true)
+    classes = np.asarray(classes)
+    none = int(np.flatnonzero(classes == NONE)[0])
+    p_none = probabilities[:, none]
+    fold = np.random.default_rng(seed).integers(0, folds, len(y_true))
+    predictions = np.empty(len(y_true), dtype=object)
+    thresholds = np.zeros(folds)
+    candidates = np.unique(np.quantile(p_none, np.linspace(0.01, 0.99, 99)))
+    for k in range(folds):
+        fit = fold != k
+        thresholds[k] = max(candidates, key=lambda t: metrics.weighted_f1(
+            y_true[fit], predict_with_none_threshold(probabilities[fit], classes, t)))
+        predictions[~fit] = predict_with_none_threshold(probabilities[~fit], classes, thresholds[k])
+    return predictions, thresholds
+
+
+def layered(binary_predictions: Sequence[str], level_predictions: Sequence[str]) -> np.ndarray:
+    """The layered model: None where the binary step says None, else the level classifier's label."""
+    binary_predictions = np.asarray(binary_predictions)
+    return np.where(binary_predictions == NONE, NONE, np.asarray(level_predictions))
+
+
+def score(y_true, y_pred, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Weighted F1 with its bootstrap 95 % interval, and macro F1."""
+    point, low, high = metrics.bootstrap_ci(y_true, y_pred, metrics.weighted_f1, n_boot=n_boot, seed=seed)
+    return {"weighted_f1": point, "ci_low": low, "ci_high": high, "macro_f1": metrics.macro_f1(y_true, y_pred)}
+
+
+def evaluate_probabilities(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str],
+                           y_train: Sequence[str], y_test: Sequence[str], folds: int = 5, seed: int = 0,
+                           n_boot: int = 1000) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Score one model's test probabilities three ways: raw (argmax), prior-adjusted by
+    EM on the unlabelled test texts (Saerens et al. 2002), and with a cross-fitted
+    None threshold (needs test labels, out of fold). Returns table rows and predictions."""
+    classes = np.asarray(classes)
+    raw = classes[probabilities.argmax(1)]
+    adjusted, _ = metrics.em_prior_adjust(probabilities, train_prior(y_train, classes))
+    predictions = {"raw": raw, "EM prior": classes[adjusted.argmax(1)]}
+    if NONE in classes:
+        predictions["cross-fitted threshold"] = crossfit_none_threshold(probabilities, classes, y_test, folds, seed)[0]
+    rows = [{"model": name, "task": task, "decision": decision, **score(y_test, pred, n_boot, seed)}
+            for decision, pred in predictions.items()]
+    return rows, predictions
+
+
+def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.DataFrame,
+              text_column: str = "ActionFocusedText", folds: int = 5, seed: int = 0, n_boot: int = 1000):
+    """Fit ``estimator`` for ``task`` on ``train``, score it on ``test`` three ways.
+
+    ``task="levels"`` fits on the participation comments only (the second step of the
+    layered model) and returns its probabilities without scoring.
+    Returns (rows, predictions by decision, test probabilities, fitted estimator).
+    """
+    if task == "levels":
+        positive = train["Label"].notna()
+        estimator.fit(train.loc[positive, text_column].astype(str).tolist(), train.loc[positive, "Label"].tolist())
+        probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
+        labels = np.asarray(getattr(estimator, "classes_", None) if hasattr(estimator, "classes_") else estimator.labels_)
+        return [], {"raw": labels[probabilities.argmax(1)]}, probabilities, estimator
+    y_train, y_test = task_labels(train, task), task_labels(test, task)
+    estimator.fit(train[text_column].astype(str).tolist(), list(y_train))
+    probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
+    classes = getattr(estimator, "classes_", None)
+    classes = np.asarray(classes if classes is not None else estimator.labels_)
+    rows, predictions = evaluate_probabilities(name, task, probabilities, classes, y_train, y_test, folds, seed, n_boot)
+    return rows, predictions, probabilities, estimator
+
+
+def layered_rows(name: str, binary_predictions: dict[str, np.ndarray], level_predictions: np.ndarray,
+                 test: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Score the layered model for each decision rule of its binary step on all five classes."""
+    y_test = task_labels(test, "layered")
+    predictions = {d: layered(b, level_predictions) for d, b in binary_predictions.items()}
+    rows = [{"model": name, "task": "layered", "decision": d, **score(y_test, p, n_boot, seed)}
+            for d, p in predictions.items()]
+    return rows, predictions
+
+
+def save_predictions(predictions: pd.DataFrame, name: str = "training") -> Path:
+    """Write a long table of test predictions to ``$CROWDLENS_CACHE/predictions/<name>.csv``."""
+    from crowdlens.config import atomic_path, cache_dir
+
+    target = cache_dir() / "predictions" / f"{name}.csv"
+    with atomic_path(target, suffix=".csv") as tmp:
+        predictions.to_csv(tmp, index=False)
+    return target
+
+
+# The saved default classifier ----------------------------------------------------------
+
+def _git_commit() -> str:
+    try:
+        from crowdlens.config import project_root
+
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except Exception:  # noqa: BLE001 - provenance only
+        return "unknown"
+
+
+class ParticipationClassifier:
+    """The book's participation classifier: a binary encoder (participation or not)
+    and a level encoder trained on participation comments, combined as the layered
+    model. ``predict`` returns one of the five labels; ``predict_binary`` two."""
+
+    def __init__(self, binary, levels, card: dict):
+        self.binary, self.levels, self.card = binary, levels, card
+        self.none_threshold = card.get("none_threshold", 0.5)
+
+    def predict_proba_binary(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.binary.predict_proba(texts, batch_size)
+
+    def predict_binary(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        p = self.predict_proba_binary(texts, batch_size)
+        return predict_with_none_threshold(p, self.binary.labels_, self.none_threshold)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        binary = self.predict_binary(texts, batch_size)
+        result = np.full(len(binary), NONE, dtype=object)
+        positive = np.flatnonzero(binary != NONE)
+        if len(positive):
+            result[positive] = self.levels.predict([texts[i] for i in positive], batch_size)
+        return result
+
+    def save(self, path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        self.binary.save(path / "binary", card={"task": "binary"})
+        self.levels.save(path / "levels", card={"task": "levels"})
+        (path / "card.json").write_text(json.dumps(self.card, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "ParticipationClassifier":
+        from crowdlens.encoders import EncoderClassifier
+
+        card = json.loads((path / "card.json").read_text())
+        return cls(EncoderClassifier.load(path / "binary"), EncoderClassifier.load(path / "levels"), card)
+
+
+def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column: str = "ActionFocusedText",
+                             seed: int = 0, progress: bool = True) -> ParticipationClassifier:
+    """Train the layered classifier on the whole released training set; its card holds
+    the data, parameters, test-set metrics (raw threshold 0.5) and git commit."""
+    from crowdlens.data import load_collective_action
+    from crowdlens.encoders import EncoderClassifier
+
+    train, test = load_collective_action("train"), load_collective_action("test")
+    texts = train[text_column].astype(str).tolist()
+    binary = EncoderClassifier(model, epochs=epochs, seed=seed, progress=progress).fit(texts, task_labels(train, "binary"))
+    positive = train["Label"].notna().to_numpy()
+    levels = EncoderClassifier(model, epochs=epochs, seed=seed, progress=progress).fit(
+        [t for t, p in zip(texts, positive) if p], train.loc[positive, "Label"].tolist())
+    card = {"name": "participation", "base_model": model, "epochs": epochs, "text_column": text_column,
+            "seed": seed, "train_rows": len(train), "none_threshold": 0.5, "git_commit": _git_commit(),
+            "data": "Pera & Aiello (2025) collective_action train_set.csv; evaluated on test_set.csv"}
+    classifier = ParticipationClassifier(binary, levels, card)
+    test_texts = test[text_column].astype(str).tolist()
+    card["test_metrics"] = {
+        "binary": score(task_labels(test, "binary"), classifier.predict_binary(test_texts), n_boot=200),
+        "multiclass_layered": score(task_labels(test, "multiclass"), classifier.predict(test_texts), n_boot=200),
+    }
+    return classifier
