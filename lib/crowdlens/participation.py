@@ -285,13 +285,16 @@ class ParticipationClassifier:
 
 
 def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column: str = "ActionFocusedText",
-                             seed: int = 0, progress: bool = True) -> ParticipationClassifier:
+                             seed: int = 0, train_rows: int = 0, progress: bool = True) -> ParticipationClassifier:
     """Train the layered classifier on the whole released training set; its card holds
     the data, parameters, test-set metrics (raw threshold 0.5) and git commit."""
     from crowdlens.data import load_collective_action
     from crowdlens.encoders import EncoderClassifier
 
+    from crowdlens.explore import sample
+
     train, test = load_collective_action("train"), load_collective_action("test")
+    train = sample(train, train_rows, seed)  # 0 = every row; a sample only for quick checks
     texts = train[text_column].astype(str).tolist()
     binary = EncoderClassifier(model, epochs=epochs, seed=seed, progress=progress).fit(texts, task_labels(train, "binary"))
     positive = train["Label"].notna().to_numpy()

@@ -1,0 +1,62 @@
+"""Scoring throughput of the saved participation classifier on 2,000 real Reddit comments,
+against the naive transformers.pipeline loop with batch size 1 (same weights, same machine)."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+
+from crowdlens import data, explore, models
+
+N_COMMENTS = 2000
+
+
+def comments() -> list[str]:
+    political = data.load_reddit_political()
+    political = political[political["kind"] == "comment"]
+    texts = explore.reddit_text(political)
+    texts = texts[texts.str.len() > 0]
+    return explore.sample(texts.to_frame("text"), N_COMMENTS, seed=0)["text"].tolist()
+
+
+def rate(fn, texts) -> tuple[float, object]:
+    started = time.perf_counter()
+    out = fn(texts)
+    return len(texts) / (time.perf_counter() - started), out
+
+
+def run() -> dict:
+    from transformers import pipeline
+
+    torch.set_num_threads(2)
+    texts = comments()
+    classifier = models.load_classifier("participation")
+    binary = classifier.binary
+    ours, probabilities = rate(lambda t: binary.predict_proba(t, batch_size=64), texts)
+
+    quantised = copy.copy(binary)
+    quantised.model_ = torch.ao.quantization.quantize_dynamic(binary.model_, {torch.nn.Linear}, dtype=torch.qint8)
+    int8, q_probabilities = rate(lambda t: quantised.predict_proba(t, batch_size=64), texts)
+
+    path = models.classifiers_cache_dir() / "participation" / "binary"
+    naive_pipe = pipeline("text-classification", model=str(path), device=-1, truncation=True, max_length=binary.max_length)
+    sample = texts[:200]  # the slow loop on a tenth of the texts, scaled
+    naive, _ = rate(lambda t: [naive_pipe(x) for x in t], sample)
+    layered, _ = rate(lambda t: classifier.predict(t, batch_size=64), texts)
+    agree = float((probabilities.argmax(1) == q_probabilities.argmax(1)).mean())
+    return {
+        "comments": len(texts),
+        "threads": torch.get_num_threads(),
+        "binary_fp32_comments_per_s": round(ours, 1),
+        "binary_int8_comments_per_s": round(int8, 1),
+        "int8_agreement_with_fp32": round(agree, 4),
+        "layered_fp32_comments_per_s": round(layered, 1),
+        "naive_pipeline_batch1_comments_per_s": round(naive, 1),
+        "speedup_fp32_vs_naive": round(ours / naive, 2),
+        "speedup_int8_vs_naive": round(int8 / naive, 2),
+        "target": ">= 3x the naive loop and >= 400 comments/s on 2 cores",
+        "meets_target": bool(max(ours, int8) >= 400 and max(ours, int8) / naive >= 3),
+    }

@@ -1,0 +1,84 @@
+"""crowdlens.participation: task labels, baselines, decision rules, the layered model and
+the saved classifier behind models.load_classifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crowdlens import models, participation as part
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame({
+        "ActionFocusedText": ["Join the strike now", "I baked bread", "We marched today", "Nice weather",
+                              "Sign the petition please", "My cat sleeps", "I will volunteer at the rally",
+                              "The bus was late"] * 3,
+        "Label": ["Call-to-action", None, "Execution", None, "Call-to-action", None, "Intention", None] * 3,
+        "SimplifiedLabel": ["Participation", None, "Participation", None, "Participation", None,
+                            "Participation", None] * 3,
+    })
+
+
+def test_task_labels(frame):
+    assert list(part.task_labels(frame, "binary")[:2]) == ["Participation", "None"]
+    assert list(part.task_labels(frame, "multiclass")[:2]) == ["Call-to-action", "None"]
+    assert (part.task_labels(frame, "simplified") == part.task_labels(frame, "binary")).all()
+    with pytest.raises(ValueError, match="task must be"):
+        part.task_labels(frame, "ternary")
+
+
+def test_tfidf_and_dictionary_baselines_learn_the_toy_task(frame):
+    texts, y = frame["ActionFocusedText"], part.task_labels(frame, "binary")
+    tfidf = part.TfidfLogReg().fit(texts, y)
+    assert (tfidf.predict(texts) == y).mean() == 1.0
+    rule = part.DictionaryRule(words=["strike*", "march*", "petition", "volunt*", "join", "sign*"]).fit(texts, y)
+    assert rule.k_ >= 1 and (rule.predict(texts) == y).all()
+
+
+def test_none_threshold_and_layered_model():
+    classes = ["Execution", "None", "Problem-Solution"]
+    p = np.array([[0.1, 0.6, 0.3], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])
+    assert list(part.predict_with_none_threshold(p, classes, 0.35)) == ["None", "None", "Problem-Solution"]
+    assert list(part.predict_with_none_threshold(p, classes, 0.9)) == ["Problem-Solution", "Execution", "Problem-Solution"]
+    assert list(part.layered(["None", "Participation"], ["Execution", "Intention"])) == ["None", "Intention"]
+
+
+def test_crossfit_never_uses_an_items_own_label():
+    rng = np.random.default_rng(0)
+    y = np.where(rng.random(400) < 0.75, "None", "Problem-Solution")
+    p_none = np.clip(np.where(y == "None", 0.6, 0.4) + rng.normal(0, 0.15, 400), 0.01, 0.99)
+    p = np.stack([p_none, 1 - p_none], axis=1)
+    predictions, thresholds = part.crossfit_none_threshold(p, ["None", "Problem-Solution"], y, folds=5)
+    assert len(thresholds) == 5 and 0.3 < np.median(thresholds) < 0.7
+    from crowdlens.metrics import weighted_f1
+
+    assert weighted_f1(y, predictions) > weighted_f1(y, np.full(400, "None"))
+
+
+def test_evaluate_probabilities_reports_three_decisions():
+    classes = np.array(["None", "Participation"])
+    p = np.array([[0.3, 0.7], [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]] * 10)
+    y = np.array(["None", "None", "Participation", "None"] * 10)
+    rows, preds = part.evaluate_probabilities("m", "binary", p, classes, ["Participation"] * 3 + ["None"], y,
+                                              folds=2, n_boot=50)
+    assert [r["decision"] for r in rows] == ["raw", "EM prior", "cross-fitted threshold"]
+    assert all(0 <= r["ci_low"] <= r["weighted_f1"] <= r["ci_high"] <= 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    classifier = models.load_classifier("participation", epochs=1, train_rows=80, progress=False)
+    card = classifier.card
+    assert card["train_rows"] == 80 and card["git_commit"] and "binary" in card["test_metrics"]
+    assert (models.classifiers_cache_dir() / "participation" / "card.json").is_file()
+    texts = ["Join the general strike on Monday!", "I made soup."]
+    labels = classifier.predict(texts)
+    assert set(labels) <= {"None", "Problem-Solution", "Call-to-action", "Intention", "Execution"}
+    again = models.load_classifier("participation")  # from the cache: no training arguments needed
+    assert again.card == card and list(again.predict(texts)) == list(labels)
+    with pytest.raises(models.ModelNotAvailableError, match="participation"):
+        models.load_classifier("sentiment")
