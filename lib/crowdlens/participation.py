@@ -8,7 +8,6 @@ Every classifier here has ``fit(texts, labels)``, ``predict_proba(texts)`` and
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -235,16 +234,6 @@ def save_predictions(predictions: pd.DataFrame, name: str = "training") -> Path:
 
 # The saved default classifier ----------------------------------------------------------
 
-def _git_commit() -> str:
-    try:
-        from crowdlens.config import project_root
-
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except Exception:  # noqa: BLE001 - provenance only
-        return "unknown"
-
-
 class ParticipationClassifier:
     """The book's participation classifier: a binary encoder (participation or not)
     and a level encoder trained on participation comments, combined as the layered
@@ -291,6 +280,7 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
     from crowdlens.data import load_collective_action
     from crowdlens.encoders import EncoderClassifier
 
+    from crowdlens.book import git_commit
     from crowdlens.explore import sample
 
     train, test = load_collective_action("train"), load_collective_action("test")
@@ -301,7 +291,7 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
     levels = EncoderClassifier(model, epochs=epochs, seed=seed, progress=progress).fit(
         [t for t, p in zip(texts, positive) if p], train.loc[positive, "Label"].tolist())
     card = {"name": "participation", "base_model": model, "epochs": epochs, "text_column": text_column,
-            "seed": seed, "train_rows": len(train), "none_threshold": 0.5, "git_commit": _git_commit(),
+            "seed": seed, "train_rows": len(train), "none_threshold": 0.5, "git_commit": git_commit(),
             "data": "Pera & Aiello (2025) collective_action train_set.csv; evaluated on test_set.csv"}
     classifier = ParticipationClassifier(binary, levels, card)
     test_texts = test[text_column].astype(str).tolist()
