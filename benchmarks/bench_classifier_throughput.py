@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import time
 
-import numpy as np
 import torch
 
 from crowdlens import data, explore, models

@@ -3,7 +3,6 @@ and resume, provenance — on tiny chapters written into a temporary book."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 import nbformat

@@ -4,7 +4,6 @@ real HTTP on 127.0.0.1, and every bad input's error message."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pandas as pd
