@@ -326,6 +326,8 @@ def execute_chapter(
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tqdm.auto warns at import when ipywidgets is absent; the chapters draw no widgets
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
     try:
         papermill.execute_notebook(
             str(source_nb),
