@@ -113,6 +113,12 @@ def test_execute_records_provenance_and_caches(tiny_book):
     assert "## first" in page and "| `label` | `'z'` | `'x'` |" in page and "## second" in page
 
 
+def test_only_runs_just_the_named_chapter_without_html(tiny_book):
+    runs = book.build_book(profile="full", only=["second"], html=False, progress=False)
+    assert [r.name for r in runs] == ["second"]
+    assert not (tiny_book / "chapters" / "first.ipynb").exists()
+
+
 def test_failure_shows_cell_and_traceback_then_resumes(tiny_book):
     with pytest.raises(book.ChapterFailed) as err:
         book.build_book(profile="full", overrides={"second": {"n": 9}}, html=False, progress=False)

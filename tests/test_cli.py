@@ -58,6 +58,7 @@ def test_run_data_tour_with_sample_rows_500(tmp_path, monkeypatch, isolated_cach
     result = runner.invoke(app, ["run", "data_tour", "-p", "sample_rows", "500", "--no-html"])
     assert result.exit_code == 0, result.output
     assert "executed" in result.output and "'sample_rows': 500" in result.output
+    assert sorted(p.name for p in (tmp_path / "executed").glob("*.ipynb")) == ["data_tour.ipynb"]  # just that chapter
     executed = nbformat.read(tmp_path / "executed" / "data_tour.ipynb", as_version=4)
     assert executed.metadata["crowdlens"]["parameters"]["sample_rows"] == 500
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]

@@ -437,7 +437,11 @@ def build_book(
     progress: bool = True,
     html: bool = True,
 ) -> list[ChapterRun]:
-    """Execute the book's chapters (``only`` those named, plus any never executed) and build HTML."""
+    """Execute the book's chapters and build the HTML book.
+
+    With ``only``, just those chapters execute — plus, when ``html`` is set, any chapter
+    never executed before, so that the book is complete.
+    """
     from tqdm import tqdm
 
     chapters = toc_chapters()
@@ -445,9 +449,10 @@ def build_book(
     for name in list(only or []) + list(overrides):
         chapter_source(name)  # unknown chapter → clear error before any kernel starts
         validate_parameters(name, overrides.get(name, {}))
+    # with ``only``, other chapters run just when the HTML book needs them and they were never executed
     todo = [
         c for c in chapters
-        if only is None or c in only or not (executed_dir() / f"{c}.ipynb").is_file()
+        if only is None or c in only or (html and not (executed_dir() / f"{c}.ipynb").is_file())
     ]
     runs = []
     for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
