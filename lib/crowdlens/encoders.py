@@ -11,8 +11,6 @@ batches them dynamically under ``torch.inference_mode``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +18,7 @@ from typing import Sequence
 import numpy as np
 from tqdm import tqdm
 
-from crowdlens.config import atomic_path
+from crowdlens.config import atomic_dir, atomic_path
 
 
 class EncoderClassifier:
@@ -232,17 +230,12 @@ class EncoderClassifier:
     def save(self, path: str | Path, card: dict | None = None) -> Path:
         """Write the model, tokenizer and a model card (``card.json``) atomically."""
         path = Path(path)
-        staging = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        if staging.exists():
-            shutil.rmtree(staging)
-        self.model_.save_pretrained(staging)
-        self.tokenizer_.save_pretrained(staging)
         meta = {"labels": self.labels_, "base_model": self.model, "max_length": self.max_length,
                 "history": self.history_, "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(card or {})}
-        (staging / "card.json").write_text(json.dumps(meta, indent=2, default=str))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
+        with atomic_dir(path) as staging:
+            self.model_.save_pretrained(staging)
+            self.tokenizer_.save_pretrained(staging)
+            (staging / "card.json").write_text(json.dumps(meta, indent=2, default=str))
         return path
 
     @classmethod

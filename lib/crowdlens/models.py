@@ -10,13 +10,10 @@ Any other string is passed to ``from_pretrained`` unchanged (a hub id such as
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from crowdlens.config import cache_dir
+from crowdlens.config import atomic_dir, cache_dir
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -75,25 +72,14 @@ def _dequantise(model: OfflineModel) -> Path:
     gguf = model.locate()
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     lm = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     # The weights are plain float32 after dequantisation; drop the GGUF marker so
     # transformers agrees to save them as an ordinary checkpoint.
     lm.hf_quantizer = None
     if hasattr(lm.config, "quantization_config"):
         del lm.config.quantization_config
-    try:
+    with atomic_dir(target) as staging:
         lm.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        os.replace(staging, target)
-    except OSError:
-        if (target / "config.json").is_file():  # a concurrent run got there first
-            shutil.rmtree(staging, ignore_errors=True)
-        else:
-            raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -177,11 +163,6 @@ def load_classifier(name: str = "participation", retrain: bool = False, **train_
     if (path / "card.json").is_file() and not retrain:
         return participation.ParticipationClassifier.load(path)
     classifier = participation.train_default_classifier(**train_kwargs)
-    staging = path.with_name(f".{path.name}.training")
-    if staging.exists():
-        shutil.rmtree(staging)
-    classifier.save(staging)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(staging, path)
+    with atomic_dir(path) as staging:
+        classifier.save(staging)
     return participation.ParticipationClassifier.load(path)
