@@ -94,22 +94,25 @@ def _as_dictionary(words) -> Dictionary:
     return words if isinstance(words, Dictionary) else Dictionary.from_terms(words)
 
 
+def _densest_window(text: str, dictionary: Dictionary, context: int = 1) -> tuple[str | None, int]:
+    """(window around the densest sentence, dictionary words in the whole text)."""
+    sentences = split_sentences(text)
+    if not sentences:
+        return None, 0
+    counts = [(dictionary.count(tokens), len(tokens)) for tokens in map(tokenize, sentences)]
+    shares = [c / n if n else 0.0 for c, n in counts]
+    best = int(np.argmax(shares))
+    return " ".join(sentences[max(0, best - context): best + context + 1]), sum(c for c, _ in counts)
+
+
 def extract_action_focused(text: str, words, min_matches: int = 2, context: int = 1) -> str | None:
     """The sentence with the highest share of dictionary words plus ``context`` sentences
     either side; None when the comment has fewer than ``min_matches`` dictionary words.
 
     share = dictionary tokens / tokens of the sentence; ties go to the earlier sentence.
     """
-    dictionary = _as_dictionary(words)
-    sentences = split_sentences(text)
-    if not sentences:
-        return None
-    counts = [(dictionary.count(tokens), len(tokens)) for tokens in map(tokenize, sentences)]
-    if sum(c for c, _ in counts) < min_matches:
-        return None
-    shares = [c / n if n else 0.0 for c, n in counts]
-    best = int(np.argmax(shares))
-    return " ".join(sentences[max(0, best - context): best + context + 1])
+    window, matches = _densest_window(text, _as_dictionary(words), context)
+    return window if matches >= min_matches else None
 
 
 def normalise_space(text: str) -> str:
@@ -150,13 +153,14 @@ def evaluate_extraction(frame: pd.DataFrame, words, min_matches: int = 2) -> pd.
     dictionary = _as_dictionary(words)
     rows = []
     for original, released in zip(frame["OriginalText"], frame["ActionFocusedText"]):
-        extracted = extract_action_focused(original, dictionary, min_matches=min_matches)
-        fallback = extracted if extracted is not None else extract_action_focused(original, dictionary, min_matches=0)
+        # the window is scored for overlap even when the two-word filter would drop the comment
+        window, matches = _densest_window(original, dictionary)
+        extracted = window if matches >= min_matches else None
         rows.append({
             "extracted": extracted,
             "sampled": extracted is not None,
             "exact": extracted is not None and normalise_space(extracted) == normalise_space(released),
-            "overlap": token_overlap(fallback or "", released),
+            "overlap": token_overlap(window or "", released),
         })
     return pd.DataFrame(rows, index=frame.index)
 

@@ -52,6 +52,11 @@ class EncoderClassifier:
         self.labels_: list[str] = []
         self.history_: list[dict] = []
 
+    @property
+    def classes_(self) -> np.ndarray:
+        """The labels in output order, under scikit-learn's name."""
+        return np.asarray(self.labels_)
+
     # -- training --------------------------------------------------------------------
 
     def _class_weights(self, y: np.ndarray):

@@ -201,13 +201,11 @@ def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.Dat
         positive = train["Label"].notna()
         estimator.fit(train.loc[positive, text_column].astype(str).tolist(), train.loc[positive, "Label"].tolist())
         probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
-        labels = np.asarray(getattr(estimator, "classes_", None) if hasattr(estimator, "classes_") else estimator.labels_)
-        return [], {"raw": labels[probabilities.argmax(1)]}, probabilities, estimator
+        return [], {"raw": np.asarray(estimator.classes_)[probabilities.argmax(1)]}, probabilities, estimator
     y_train, y_test = task_labels(train, task), task_labels(test, task)
     estimator.fit(train[text_column].astype(str).tolist(), list(y_train))
     probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
-    classes = getattr(estimator, "classes_", None)
-    classes = np.asarray(classes if classes is not None else estimator.labels_)
+    classes = np.asarray(estimator.classes_)
     rows, predictions = evaluate_probabilities(name, task, probabilities, classes, y_train, y_test, folds, seed, n_boot)
     return rows, predictions, probabilities, estimator
 
