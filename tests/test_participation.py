@@ -58,6 +58,14 @@ def test_crossfit_never_uses_an_items_own_label():
     assert weighted_f1(y, predictions) > weighted_f1(y, np.full(400, "None"))
 
 
+def test_confusion_matrix_rows_are_conditional_on_the_truth():
+    y_true = ["None", "None", "None", "Execution", "Execution"]
+    y_pred = ["None", "None", "Execution", "Execution", "None"]
+    m = part.confusion_matrix(y_true, y_pred, ["None", "Execution", "Intention"])
+    assert np.allclose(m[0], [2 / 3, 1 / 3, 0]) and np.allclose(m[1], [0.5, 0.5, 0])
+    assert np.allclose(m[2], [0, 0, 1])  # no true Intention: identity row
+
+
 def test_evaluate_probabilities_reports_three_decisions():
     classes = np.array(["None", "Participation"])
     p = np.array([[0.3, 0.7], [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]] * 10)
@@ -74,11 +82,16 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     classifier = models.load_classifier("participation", epochs=1, train_rows=80, progress=False)
     card = classifier.card
     assert card["train_rows"] == 80 and card["git_commit"] and "binary" in card["test_metrics"]
-    assert (models.classifiers_cache_dir() / "participation" / "card.json").is_file()
+    saved = list(models.classifiers_cache_dir().glob("participation-*/card.json"))
+    assert len(saved) == 1  # a sample's model has its own folder: it never replaces the default one
+    assert 0 < card["none_threshold"] < 1
+    confusion = classifier.confusion()
+    assert confusion.shape == (5, 5) and np.allclose(confusion.sum(axis=1), 1)
+    assert len(classifier.test_predictions) == 809
     texts = ["Join the general strike on Monday!", "I made soup."]
     labels = classifier.predict(texts)
     assert set(labels) <= {"None", "Problem-Solution", "Call-to-action", "Intention", "Execution"}
-    again = models.load_classifier("participation")  # from the cache: no training arguments needed
+    again = models.load_classifier("participation", epochs=1, train_rows=80)  # from the cache
     assert again.card == card and list(again.predict(texts)) == list(labels)
     with pytest.raises(models.ModelNotAvailableError, match="participation"):
         models.load_classifier("sentiment")

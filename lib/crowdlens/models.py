@@ -9,7 +9,9 @@ Any other string is passed to ``from_pretrained`` unchanged (a hub id such as
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,15 +155,21 @@ def load_classifier(name: str = "participation", retrain: bool = False, **train_
     """A saved classifier of the book by name, trained first when the cache lacks it.
 
     ``participation``: the layered participation classifier (binary encoder + level
-    encoder, ``crowdlens.participation``), with a model card in ``card``.
+    encoder, ``crowdlens.participation``), with a model card in ``card``. Training
+    arguments (``epochs``, ``train_rows``, ``model``...) other than the defaults are
+    saved under their own folder, so a quick sample never replaces the full model.
     """
     from crowdlens import participation
 
     if name != "participation":
         raise ModelNotAvailableError(f"no saved classifier '{name}'; available: 'participation'")
-    path = classifiers_cache_dir() / name
-    if (path / "card.json").is_file() and not retrain:
-        return participation.ParticipationClassifier.load(path)
+    key = {k: v for k, v in sorted(train_kwargs.items()) if k != "progress"}
+    folder = name if not key else f"{name}-" + hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:10]
+    path = classifiers_cache_dir() / folder
+    card_file = path / "card.json"
+    if card_file.is_file() and not retrain:
+        if json.loads(card_file.read_text()).get("version") == participation.CARD_VERSION:
+            return participation.ParticipationClassifier.load(path)
     classifier = participation.train_default_classifier(**train_kwargs)
     with atomic_dir(path) as staging:
         classifier.save(staging)

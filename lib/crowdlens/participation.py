@@ -232,14 +232,26 @@ def save_predictions(predictions: pd.DataFrame, name: str = "training") -> Path:
 
 # The saved default classifier ----------------------------------------------------------
 
+CARD_VERSION = 2  # bump when the saved classifier's contents change; older saves are retrained
+LEVELS = ("Problem-Solution", "Call-to-action", "Intention", "Execution")
+FIVE_CLASSES = (NONE, *LEVELS)
+
+
 class ParticipationClassifier:
     """The book's participation classifier: a binary encoder (participation or not)
     and a level encoder trained on participation comments, combined as the layered
-    model. ``predict`` returns one of the five labels; ``predict_binary`` two."""
+    model. ``predict`` returns one of the five labels; ``predict_binary`` two.
 
-    def __init__(self, binary, levels, card: dict):
+    ``none_threshold`` on P(None) is chosen on the labelled test comments (the target
+    domain); the card's test metrics and ``test_predictions`` are cross-fitted, so no
+    test prediction used its own label.
+    """
+
+    def __init__(self, binary, levels, card: dict, test_predictions: pd.DataFrame | None = None):
         self.binary, self.levels, self.card = binary, levels, card
         self.none_threshold = card.get("none_threshold", 0.5)
+        self.test_predictions = test_predictions
+        self.path: Path | None = None
 
     def predict_proba_binary(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return self.binary.predict_proba(texts, batch_size)
@@ -248,18 +260,34 @@ class ParticipationClassifier:
         p = self.predict_proba_binary(texts, batch_size)
         return predict_with_none_threshold(p, self.binary.labels_, self.none_threshold)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        binary = self.predict_binary(texts, batch_size)
+    def predict_with_proba(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Five-class labels and P(participation), with one pass of the binary encoder."""
+        texts = list(texts)
+        p = self.predict_proba_binary(texts, batch_size)
+        binary = predict_with_none_threshold(p, self.binary.labels_, self.none_threshold)
+        p_participation = 1 - p[:, list(self.binary.labels_).index(NONE)]
         result = np.full(len(binary), NONE, dtype=object)
         positive = np.flatnonzero(binary != NONE)
         if len(positive):
             result[positive] = self.levels.predict([texts[i] for i in positive], batch_size)
-        return result
+        return result, p_participation
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return self.predict_with_proba(texts, batch_size)[0]
+
+    def confusion(self, labels: Sequence[str] = FIVE_CLASSES) -> np.ndarray:
+        """P(predicted j | true i) on the test comments (cross-fitted predictions)."""
+        if self.test_predictions is None:
+            raise ValueError("this classifier was saved without test predictions; retrain it with "
+                             "models.load_classifier('participation', retrain=True)")
+        return confusion_matrix(self.test_predictions["y_true"], self.test_predictions["y_pred"], labels)
 
     def save(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         self.binary.save(path / "binary", card={"task": "binary"})
         self.levels.save(path / "levels", card={"task": "levels"})
+        if self.test_predictions is not None:
+            self.test_predictions.to_csv(path / "test_predictions.csv", index=False)
         (path / "card.json").write_text(json.dumps(self.card, indent=2, default=str))
         return path
 
@@ -268,13 +296,32 @@ class ParticipationClassifier:
         from crowdlens.encoders import EncoderClassifier
 
         card = json.loads((path / "card.json").read_text())
-        return cls(EncoderClassifier.load(path / "binary"), EncoderClassifier.load(path / "levels"), card)
+        predictions_file = path / "test_predictions.csv"
+        predictions = pd.read_csv(predictions_file, keep_default_na=False) if predictions_file.is_file() else None
+        classifier = cls(EncoderClassifier.load(path / "binary"), EncoderClassifier.load(path / "levels"), card,
+                         predictions)
+        classifier.path = Path(path)  # where Dask workers load it from
+        return classifier
+
+
+def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Row-normalised confusion matrix: entry (i, j) = P(predicted labels[j] | true labels[i]).
+    A class absent from ``y_true`` gets the identity row (no information to correct with)."""
+    from sklearn.metrics import confusion_matrix as counts_matrix
+
+    counts = counts_matrix(np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object),
+                           labels=list(labels)).astype(float)
+    totals = counts.sum(axis=1, keepdims=True)
+    identity = np.eye(len(labels))
+    return np.where(totals > 0, counts / np.where(totals > 0, totals, 1), identity)
 
 
 def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column: str = "ActionFocusedText",
-                             seed: int = 0, train_rows: int = 0, progress: bool = True) -> ParticipationClassifier:
-    """Train the layered classifier on the whole released training set; its card holds
-    the data, parameters, test-set metrics (raw threshold 0.5) and git commit."""
+                             seed: int = 0, train_rows: int = 0, max_length: int = 128,
+                             progress: bool = True) -> ParticipationClassifier:
+    """Train the layered classifier on the released training set, choose its None
+    threshold on the test comments, and record cross-fitted test metrics, test
+    predictions, data, parameters and git commit in its card."""
     from crowdlens.data import load_collective_action
     from crowdlens.encoders import EncoderClassifier
 
@@ -284,17 +331,27 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
     train, test = load_collective_action("train"), load_collective_action("test")
     train = sample(train, train_rows, seed)  # 0 = every row; a sample only for quick checks
     texts = train[text_column].astype(str).tolist()
-    binary = EncoderClassifier(model, epochs=epochs, seed=seed, progress=progress).fit(texts, task_labels(train, "binary"))
+    settings = dict(epochs=epochs, seed=seed, max_length=max_length, progress=progress)
+    binary = EncoderClassifier(model, **settings).fit(texts, task_labels(train, "binary"))
     positive = train["Label"].notna().to_numpy()
-    levels = EncoderClassifier(model, epochs=epochs, seed=seed, progress=progress).fit(
+    levels = EncoderClassifier(model, **settings).fit(
         [t for t, p in zip(texts, positive) if p], train.loc[positive, "Label"].tolist())
-    card = {"name": "participation", "base_model": model, "epochs": epochs, "text_column": text_column,
-            "seed": seed, "train_rows": len(train), "none_threshold": 0.5, "git_commit": git_commit(),
-            "data": "Pera & Aiello (2025) collective_action train_set.csv; evaluated on test_set.csv"}
-    classifier = ParticipationClassifier(binary, levels, card)
+
     test_texts = test[text_column].astype(str).tolist()
-    card["test_metrics"] = {
-        "binary": score(task_labels(test, "binary"), classifier.predict_binary(test_texts), n_boot=200),
-        "multiclass_layered": score(task_labels(test, "multiclass"), classifier.predict(test_texts), n_boot=200),
-    }
-    return classifier
+    y_binary, y_five = task_labels(test, "binary"), task_labels(test, "multiclass")
+    p_binary = binary.predict_proba(test_texts)
+    binary_cf, _ = crossfit_none_threshold(p_binary, binary.labels_, y_binary, folds=5, seed=seed)
+    five_cf = layered(binary_cf, levels.predict(test_texts))
+    candidates = np.unique(np.quantile(p_binary[:, list(binary.labels_).index(NONE)], np.linspace(0.01, 0.99, 99)))
+    threshold = float(max(candidates, key=lambda t: metrics.weighted_f1(
+        y_binary, predict_with_none_threshold(p_binary, binary.labels_, t))))
+    card = {"name": "participation", "version": CARD_VERSION, "base_model": model, "epochs": epochs,
+            "max_length": max_length, "text_column": text_column, "seed": seed, "train_rows": len(train),
+            "none_threshold": threshold, "git_commit": git_commit(),
+            "data": "Pera & Aiello (2025) collective_action train_set.csv; threshold and metrics on test_set.csv",
+            "test_metrics": {"binary": score(y_binary, binary_cf, n_boot=200),
+                             "multiclass_layered": score(y_five, five_cf, n_boot=200),
+                             "decision": "cross-fitted None threshold (5 folds of the test comments)"}}
+    predictions = pd.DataFrame({"CommentID": test["CommentID"].astype(str), "y_true": y_five, "y_pred": five_cf,
+                                "p_participation": 1 - p_binary[:, list(binary.labels_).index(NONE)]})
+    return ParticipationClassifier(binary, levels, card, predictions)
