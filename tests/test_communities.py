@@ -117,6 +117,31 @@ def test_interrupted_time_series_finds_a_planted_jump():
         com.interrupted_time_series(daily, "2021-01-01")
 
 
+def test_align_to_events_pools_on_event_time():
+    daily = pd.DataFrame({"state": ["A", "A", "B", "B"], "day": pd.to_datetime(["2020-03-01", "2020-03-02"] * 2),
+                          "n": [10, 10, 20, 20], "participating": [1, 2, 4, 6]})
+    events = pd.DataFrame({"state": ["A", "B"], "date": pd.to_datetime(["2020-03-02", "2020-03-01"])})
+    pooled = com.align_to_events(daily, events, "state").set_index("day")
+    origin = pd.Timestamp("2000-01-01")
+    assert pooled.loc[origin, "n"] == 30 and pooled.loc[origin, "participating"] == 6  # A day 2 + B day 1
+    assert pooled.loc[origin + pd.Timedelta(days=1), "share"] == 6 / 20
+
+
+def test_covid_state_maps_states_and_cities(shared_data):
+    from crowdlens.data import load_reddit_covid
+
+    frame = load_reddit_covid()
+    codes = com.covid_state(frame)
+    assert codes.notna().all() and codes.nunique() == 51  # 50 states + Washington DC
+    assert set(codes[frame["location"].isin(["NYC", "newyork"])]) == {"NY"}
+
+
+def test_balanced_sample_caps_each_group():
+    frame = pd.DataFrame({"g": ["a"] * 10 + ["b"] * 2, "x": range(12)})
+    sampled = com.balanced_sample(frame, "g", total=8)
+    assert sampled["g"].value_counts().to_dict() == {"a": 4, "b": 2}
+
+
 def test_daily_participation_counts():
     scored = pd.DataFrame({"created_utc": [0, 10, 86_400, 86_401], "label": [NONE, "Execution", NONE, NONE],
                            "state": "x"})

@@ -37,12 +37,16 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "annotation": {"crowd_items": 300, "repetitions": 1, "llm_sample": 40},
         "training": {"train_rows": 600, "epochs": 1, "max_length": 96, "n_boot": 300, "llm_sample": 40,
                      "encoder_ablation": False},
+        "reddit_communities": {"sample_rows": 15_000, "classifier_train_rows": 800, "classifier_epochs": 2,
+                               "n_boot": 200, "topic_sample": 1500, "n_topics": 8},
     },
     "full": {
         "data_tour": {"sample_rows": 0},
         "annotation": {"crowd_items": 0, "repetitions": 3, "llm_sample": 0},
         "training": {"train_rows": 0, "epochs": 4, "max_length": 128, "n_boot": 1000, "llm_sample": 200,
                      "encoder_ablation": True},
+        "reddit_communities": {"sample_rows": 0, "classifier_train_rows": 0, "n_boot": 1000, "topic_sample": 6000,
+                               "n_topics": 20},
     },
 }
 

@@ -38,6 +38,21 @@ LEVEL_RANK = {label: rank for rank, label in enumerate(FIVE_CLASSES)}
 NOT_PEOPLE = frozenset({"[deleted]", "AutoModerator"})
 
 
+#: The state of each city subreddit of the COVID corpus.
+CITY_STATE = {"Atlanta": "GA", "Austin": "TX", "Baltimore": "MD", "Boston": "MA", "Chicago": "IL", "Dallas": "TX",
+              "Denver": "CO", "Houston": "TX", "LosAngeles": "CA", "NYC": "NY", "Philadelphia": "PA",
+              "Pittsburgh": "PA", "Portland": "OR", "SanDiego": "CA", "SanFrancisco": "CA", "Seattle": "WA",
+              "StLouis": "MO", "WashingtonDC": "DC"}
+
+
+def covid_state(frame: pd.DataFrame) -> pd.Series:
+    """Postal code of the state of each row of the COVID corpus (state or city subreddit)."""
+    from crowdlens.explore import state_code
+
+    codes = {loc: CITY_STATE[loc] if loc in CITY_STATE else state_code(loc) for loc in frame["location"].unique()}
+    return frame["location"].map(codes)
+
+
 def text_hashes(texts: Iterable[str]) -> list[str]:
     return [hashlib.sha1(str(t).encode("utf-8")).hexdigest()[:16] for t in texts]
 
@@ -169,6 +184,9 @@ def score_frame(frame: pd.DataFrame, scorer: ParticipationScorer, keep: Sequence
 
 
 def _scored_chunk(chunk: pd.DataFrame, scorer: ParticipationScorer, keep: Sequence[str]) -> pd.DataFrame:
+    missing = [c for c in keep if c not in chunk.columns]
+    if missing:
+        raise KeyError(f"columns {missing} are not in this table; it has {list(chunk.columns)}")
     scores = scorer.score(reddit_text(chunk).tolist())
     return pd.concat([chunk[list(keep)].reset_index(drop=True), scores], axis=1)
 
@@ -269,6 +287,30 @@ def _parquet_columns(path) -> set[str]:
     return set(pq.ParquetFile(path).schema_arrow.names)
 
 
+def score_corpus(name: str, scorer: ParticipationScorer, keep: Sequence[str], sample_rows: int = 0, seed: int = 0,
+                 use_dask: bool = False, scheduler: str | None = None, npartitions: int = 8,
+                 progress: bool = True) -> pd.DataFrame:
+    """Score a registry table: a random sample of ``sample_rows`` (0 = every row, streamed
+    from the parquet file, or by Dask workers when ``use_dask``)."""
+    from crowdlens.data import load_table, table_path
+    from crowdlens.explore import sample
+
+    if sample_rows:
+        frame = sample(load_table(name), sample_rows, seed)
+        return score_frame(frame, scorer, keep, progress=progress)
+    if use_dask:
+        return score_dask(table_path(name), scorer, keep, npartitions=npartitions, scheduler=scheduler or None)
+    return score_parquet(table_path(name), scorer, keep, progress=progress)
+
+
+def status_counts(scored: pd.DataFrame, by: Sequence[str] | str) -> pd.DataFrame:
+    """How many texts were empty, None by rule, or scored by the model, per group."""
+    table = pd.crosstab([scored[c] for c in ([by] if isinstance(by, str) else by)], scored["status"])
+    table = table.reindex(columns=list(STATUSES), fill_value=0)
+    table["total"] = table.sum(axis=1)
+    return table
+
+
 # Shares -------------------------------------------------------------------------------
 
 def _groups(scored: pd.DataFrame, by: Sequence[str] | str | None):
@@ -362,6 +404,13 @@ def keyword_profile(texts: Sequence[str], groups: Sequence[str], words: Dictiona
     return counts.groupby("group").mean() * 1000
 
 
+def balanced_sample(frame: pd.DataFrame, by: str, total: int, seed: int = 0) -> pd.DataFrame:
+    """Up to ``total // groups`` rows of each group of ``by`` (all rows of a smaller group)."""
+    per_group = max(1, total // max(1, frame[by].nunique()))
+    return pd.concat([group.sample(min(len(group), per_group), random_state=seed)
+                      for _, group in frame.groupby(by, sort=True)])
+
+
 def topic_profile(texts: Sequence[str], groups: Sequence[str], n_topics: int = 20, model: str = "minilm",
                   embeddings: np.ndarray | None = None, seed: int = 0, progress: bool = False):
     """BERTopic topics of ``texts`` (offline MiniLM embeddings; PCA + k-means in place of
@@ -453,6 +502,18 @@ def daily_participation(scored: pd.DataFrame, by: Sequence[str] | str = (), time
                                                           participating=("participation", "sum")).reset_index()
     daily["share"] = daily["participating"] / daily["n"]
     return daily
+
+
+def align_to_events(daily: pd.DataFrame, events: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Pool daily series of several groups on event time: ``day`` becomes days since
+    the group's event (``events``: columns ``by`` and ``date``) added to 2000-01-01, so
+    ``interrupted_time_series(aligned, "2000-01-01")`` fits the pooled event study."""
+    origin = pd.Timestamp("2000-01-01")
+    merged = daily.merge(events[[by, "date"]], on=by, how="inner")
+    merged["day"] = origin + (merged["day"] - merged["date"])
+    pooled = merged.groupby("day").agg(n=("n", "sum"), participating=("participating", "sum")).reset_index()
+    pooled["share"] = pooled["participating"] / pooled["n"]
+    return pooled
 
 
 def interrupted_time_series(daily: pd.DataFrame, event_day, maxlags: int = 7) -> dict:

@@ -85,3 +85,63 @@ def confusion(truth, predicted, labels, title: str | None = None, source: str | 
     ax = ax or plt.subplots(figsize=(6, 5))[1]
     sns.heatmap(shown, annot=table, fmt="d", cmap="Blues", vmin=0, vmax=1 if normalize else None, cbar=False, ax=ax)
     return _finish(ax, title, source)
+
+
+def intervals(table: pd.DataFrame, x: str, y: str, low: str = "ci_low", high: str = "ci_high",
+              hue: str | None = None, title: str | None = None, source: str | None = None,
+              xlabel: str | None = None, ax=None, order=None):
+    """Point estimates with 95 % intervals, one row of the plot per ``y`` category
+    (shares by community, odds ratios by term...)."""
+    ax = ax or plt.subplots(figsize=(8, 0.45 * table[y].nunique() + 1.5))[1]
+    order = list(order) if order is not None else list(dict.fromkeys(table[y]))
+    hues = list(dict.fromkeys(table[hue])) if hue else [None]
+    colours = sns.color_palette(PALETTE, len(hues))
+    offsets = (pd.Series(range(len(hues))) - (len(hues) - 1) / 2) * (0.6 / max(len(hues), 1))
+    for k, level in enumerate(hues):
+        part = table if hue is None else table[table[hue] == level]
+        position = part[y].map({v: i for i, v in enumerate(order)}) + offsets[k]
+        ax.errorbar(part[x], position, xerr=[part[x] - part[low], part[high] - part[x]], fmt="o",
+                    color=colours[k], label=level, capsize=2, markersize=4)
+    ax.set_yticks(range(len(order)), order)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel or x)
+    if hue:
+        ax.legend(title=hue, loc="best", fontsize=8)
+    return _finish(ax, title, source)
+
+
+def heatmap(matrix: pd.DataFrame, title: str | None = None, source: str | None = None, fmt: str = ".2f",
+            cmap: str = "viridis", ax=None, **kwargs):
+    """An annotated heat map of a (small) table: distances, transitions, shares."""
+    ax = ax or plt.subplots(figsize=(1.0 * matrix.shape[1] + 2.5, 0.6 * matrix.shape[0] + 1.5))[1]
+    sns.heatmap(matrix.astype(float), annot=True, fmt=fmt, cmap=cmap, cbar=False, ax=ax, **kwargs)
+    return _finish(ax, title, source)
+
+
+def daily_series(daily: pd.DataFrame, y: str = "share", hue: str | None = None, events: pd.DataFrame | None = None,
+                 window: int = 7, shade: tuple | None = None, title: str | None = None, source: str | None = None,
+                 ylabel: str | None = None, ax=None):
+    """A daily series smoothed by a centred ``window``-day mean (raw days faint), with
+    ``events`` (columns ``date`` and, when ``hue``, the hue column) marked and an
+    optional shaded (start, end, label) window."""
+    ax = ax or plt.subplots()[1]
+    groups = list(dict.fromkeys(daily[hue])) if hue else [None]
+    colours = dict(zip(groups, sns.color_palette(PALETTE, len(groups))))
+    for group in groups:
+        part = daily if hue is None else daily[daily[hue] == group]
+        part = part.sort_values("day")
+        ax.plot(part["day"], part[y], color=colours[group], alpha=0.2, linewidth=0.8)
+        ax.plot(part["day"], part[y].rolling(window, center=True, min_periods=1).mean(), color=colours[group],
+                label=group, linewidth=1.8)
+        if events is not None:
+            marks = events if hue is None else events[events[hue] == group]
+            for day in marks["date"]:
+                ax.axvline(day, color=colours[group], linestyle="--", linewidth=1)
+    if shade is not None:
+        ax.axvspan(shade[0], shade[1], color="0.85", zorder=0, label=shade[2] if len(shade) > 2 else None)
+    ax.set_ylabel(ylabel or y)
+    ax.set_xlabel("")
+    if hue or shade is not None:
+        ax.legend(fontsize=8, loc="upper left")
+    ax.figure.autofmt_xdate()
+    return _finish(ax, title, source)
