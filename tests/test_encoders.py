@@ -52,3 +52,16 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
                                 checkpoint_dir=tmp_path, progress=False).fit(texts, labels)
     assert [h["epoch"] for h in resumed.history_] == [1, 2]
     assert resumed.history_[0] == first.history_[0]  # epoch 1 was not run again
+
+
+@pytest.mark.slow
+def test_lora_on_the_causal_lm_learns_a_chinese_task_and_round_trips(tmp_path):
+    happy = ["今天太开心了", "好高兴啊哈哈", "真幸福，谢谢大家", "开心开心", "太棒了，好喜欢"]
+    angry = ["气死我了", "太可恶了，愤怒", "简直无耻", "混蛋，滚", "这帮人太恶心了"]
+    texts, labels = (happy + angry) * 4, (["happy"] * 5 + ["angry"] * 5) * 4
+    model = EncoderClassifier("smollm2", max_length=16, epochs=4, learning_rate=2e-3, batch_size=8,
+                              validation_share=0.0, lora_rank=4, progress=False).fit(texts, labels)
+    assert (model.predict(texts) == np.array(labels)).mean() >= 0.9
+    assert not hasattr(model.model_, "peft_config")  # adapters merged into a plain model
+    loaded = EncoderClassifier.load(model.save(tmp_path / "lm"))
+    assert np.allclose(loaded.predict_proba(happy[:2]), model.predict_proba(happy[:2]), atol=1e-4)

@@ -35,6 +35,7 @@ class EncoderClassifier:
         seed: int = 0,
         checkpoint_dir: str | Path | None = None,
         threads: int | None = None,
+        lora_rank: int = 0,
         progress: bool = True,
     ):
         self.model = model
@@ -48,6 +49,7 @@ class EncoderClassifier:
         self.seed = seed
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.threads = threads
+        self.lora_rank = lora_rank
         self.progress = progress
         self.labels_: list[str] = []
         self.history_: list[dict] = []
@@ -113,6 +115,11 @@ class EncoderClassifier:
             self.model, num_labels=len(self.labels_),
             id2label=dict(enumerate(self.labels_)), label2id=index,
         )
+        if self.tokenizer_.pad_token is None:  # causal LMs (SmolLM2, Llama, Qwen) have no padding token
+            self.tokenizer_.pad_token = self.tokenizer_.eos_token
+        self.model_.config.pad_token_id = self.tokenizer_.pad_token_id
+        if self.lora_rank:
+            self._add_lora()
         encodings = self.tokenizer_(texts, truncation=True, max_length=self.max_length, padding="max_length")
         encodings = {k: np.asarray(v) for k, v in encodings.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights(y[train_idx]))
@@ -162,8 +169,19 @@ class EncoderClassifier:
                 break
         if best_state is not None:
             self.model_.load_state_dict(best_state)
+        if self.lora_rank:
+            self.model_ = self.model_.merge_and_unload()  # a plain model again: saves and loads like any other
         self.model_.eval()
         return self
+
+    def _add_lora(self):
+        """Train LoRA adapters (peft) and the new head instead of every weight: the way to
+        fine-tune a causal LM as a classifier on a CPU."""
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=self.lora_rank, lora_alpha=2 * self.lora_rank,
+                            lora_dropout=0.05, target_modules="all-linear")
+        self.model_ = get_peft_model(self.model_, config)
 
     # -- checkpoints -----------------------------------------------------------------
 
