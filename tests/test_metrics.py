@@ -67,6 +67,20 @@ def test_corrected_prevalence_inverts_a_known_confusion():
     observed = confusion.T @ true  # what the classifier reports: 0.69, 0.31
     assert M.corrected_prevalence(observed, confusion) == pytest.approx(true)
     assert M.corrected_prevalence([1.0, 0.0], confusion).min() >= 0
+    assert M.corrected_prevalence(observed, confusion, method="em") == pytest.approx(true, abs=1e-6)
+    with pytest.raises(ValueError, match="inversion' or 'em"):
+        M.corrected_prevalence(observed, confusion, method="bayes")
+
+
+def test_em_correction_stays_stable_where_inversion_swings():
+    # three classes, the last two hard to tell apart (as rare classes with few labelled items)
+    confusion = np.array([[0.90, 0.05, 0.05], [0.10, 0.46, 0.44], [0.10, 0.44, 0.46]])
+    true = np.array([0.90, 0.06, 0.04])
+    observed = confusion.T @ true + np.array([0.0, 0.01, -0.01])  # a little sampling noise
+    inversion = M.corrected_prevalence(observed, confusion)
+    em = M.corrected_prevalence(observed, confusion, method="em")
+    assert np.abs(em - true).max() < np.abs(inversion - true).max()
+    assert np.isclose(em.sum(), 1) and (em >= 0).all()
 
 
 def test_divergences():

@@ -39,6 +39,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                      "encoder_ablation": False},
         "reddit_communities": {"sample_rows": 15_000, "classifier_train_rows": 800, "classifier_epochs": 2,
                                "n_boot": 200, "topic_sample": 1500, "n_topics": 8},
+        "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 300, "lm_feature_length": 48, "reply_users": 150,
+                         "reply_steps": 10, "reply_test": 16, "crowd_posts": 3, "crowd_repliers": 6, "n_boot": 200},
     },
     "full": {
         "data_tour": {"sample_rows": 0},
@@ -47,6 +49,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                      "encoder_ablation": True},
         "reddit_communities": {"sample_rows": 0, "classifier_train_rows": 0, "n_boot": 1000, "topic_sample": 6000,
                                "n_topics": 20},
+        "weibo_crowds": {"lm_classifier_rows": 1000, "post_sample": 0, "lm_feature_length": 64, "reply_users": 600,
+                         "reply_steps": 120, "reply_test": 150, "crowd_posts": 20, "crowd_repliers": 15,
+                         "n_boot": 1000},
     },
 }
 

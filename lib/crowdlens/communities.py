@@ -340,12 +340,13 @@ def level_shares(scored: pd.DataFrame, by: Sequence[str] | str | None = None, la
 
 def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequence[str],
                      by: Sequence[str] | str | None = None, levels: Sequence[str] = FIVE_CLASSES,
-                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                     n_boot: int = 1000, seed: int = 0, method: str = "em") -> pd.DataFrame:
     """Raw and misclassification-corrected label shares per group.
 
     The correction (``metrics.corrected_prevalence``: observed = Cᵀ true, with
     C[i, j] = P(predicted j | true i) from the labelled test comments ``y_true``,
-    ``y_pred``) applies to the model-scored texts; texts that are None by rule
+    ``y_pred``; ``method`` "em", the maximum-likelihood estimator on the simplex, or
+    "inversion") applies to the model-scored texts; texts that are None by rule
     (``few_terms``, ``empty``) stay None. The 95 % interval resamples both the group's
     texts and the test comments, so it carries the classifier's estimation error too.
     """
@@ -361,7 +362,7 @@ def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequen
         total = model_counts.sum() + rule_count
         if total == 0:
             return np.zeros(len(levels))
-        inside = metrics.corrected_prevalence(model_counts / max(model_counts.sum(), 1), matrix) \
+        inside = metrics.corrected_prevalence(model_counts / max(model_counts.sum(), 1), matrix, method) \
             if model_counts.sum() else np.zeros(len(levels))
         result = inside * model_counts.sum()
         result[none] += rule_count

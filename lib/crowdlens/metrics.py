@@ -90,18 +90,37 @@ def em_prior_adjust(probabilities: np.ndarray, train_prior: np.ndarray, max_iter
     return adjusted, prior
 
 
-def corrected_prevalence(observed: np.ndarray, confusion: np.ndarray) -> np.ndarray:
-    """Misclassification-corrected class shares (matrix inversion / Rogan–Gladen).
+def corrected_prevalence(observed: np.ndarray, confusion: np.ndarray, method: str = "inversion",
+                         max_iter: int = 1000, tol: float = 1e-10) -> np.ndarray:
+    """Misclassification-corrected class shares.
 
     ``observed``: share of items the classifier assigns to each class;
     ``confusion[i, j]``: P(predicted j | true i), estimated on labelled data.
-    Solves observed = confusion.T @ true by least squares, clips to [0, 1] and renormalises.
+    ``method="inversion"`` (Rogan–Gladen / matrix inversion) solves observed = Cᵀ true by
+    least squares, clips to [0, 1] and renormalises; ``method="em"`` finds the
+    maximum-likelihood shares on the simplex by EM, which stays stable when C is
+    ill-conditioned (rare classes with few labelled items), where inversion swings to
+    the bounds. Both recover the truth when C is exact.
     """
     observed = np.asarray(observed, dtype=float)
     confusion = np.asarray(confusion, dtype=float)
-    true, *_ = np.linalg.lstsq(confusion.T, observed, rcond=None)
-    true = np.clip(true, 0, None)
-    return true / true.sum() if true.sum() > 0 else true
+    if method == "inversion":
+        true, *_ = np.linalg.lstsq(confusion.T, observed, rcond=None)
+        true = np.clip(true, 0, None)
+        return true / true.sum() if true.sum() > 0 else true
+    if method != "em":
+        raise ValueError(f"method must be 'inversion' or 'em', not {method!r}")
+    observed = observed / observed.sum() if observed.sum() > 0 else observed
+    true = np.full(len(observed), 1 / len(observed))
+    for _ in range(max_iter):
+        predicted = confusion.T @ true  # P(predicted j) under the current shares
+        ratio = np.divide(observed, predicted, out=np.zeros_like(observed), where=predicted > 0)
+        new = true * (confusion @ ratio)
+        new = new / new.sum() if new.sum() > 0 else new
+        if np.abs(new - true).max() < tol:
+            return new
+        true = new
+    return true
 
 
 # Distributions -----------------------------------------------------------------------

@@ -203,10 +203,13 @@ class SoftmaxRegression:
     """A linear softmax model trained on soft targets with the KL loss (the multinomial
     regression of a distribution; on LM features it is the LM's distribution head).
 
-    Features are standardised (dense) or used as is (sparse); L2 penalty ``alpha``.
+    Features are standardised; L2 penalty ``alpha``. Given several alphas, the one with
+    the lowest Jensen–Shannon divergence on a held-out fifth of the training rows is
+    chosen (``alpha_``) and the model refitted on all of them.
     """
 
-    def __init__(self, alpha: float = 1e-3, epochs: int = 300, learning_rate: float = 0.05, seed: int = 0):
+    def __init__(self, alpha: float | Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1), epochs: int = 300,
+                 learning_rate: float = 0.05, seed: int = 0):
         self.alpha, self.epochs, self.learning_rate, self.seed = alpha, epochs, learning_rate, seed
 
     def _tensor(self, X):
@@ -218,8 +221,20 @@ class SoftmaxRegression:
         return torch.from_numpy((X - self.mean_) / self.scale_)
 
     def fit(self, X, Y) -> "SoftmaxRegression":
+        alphas = [self.alpha] if np.isscalar(self.alpha) else list(self.alpha)
+        if len(alphas) > 1:
+            Y = np.asarray(Y, dtype=float)
+            held = np.random.default_rng(self.seed).random(len(Y)) < 0.2
+            scores = {a: float(np.mean(metrics.js_divergence(Y[held], self._fit(X[~held], Y[~held], a).predict(X[held]))))
+                      for a in alphas}
+            self.validation_js_ = scores
+            alphas = [min(scores, key=scores.get)]
+        return self._fit(X, Y, alphas[0])
+
+    def _fit(self, X, Y, alpha: float) -> "SoftmaxRegression":
         import torch
 
+        self.alpha_ = alpha
         torch.manual_seed(self.seed)
         dense = X.toarray() if hasattr(X, "toarray") else np.asarray(X, dtype=np.float32)
         self.mean_ = dense.mean(axis=0)
@@ -235,7 +250,7 @@ class SoftmaxRegression:
             optimiser.zero_grad()
             log_q = torch.log_softmax(self.layer_(inputs), dim=1)
             loss = torch.nn.functional.kl_div(log_q, targets, reduction="batchmean") \
-                + self.alpha * self.layer_.weight.pow(2).sum()
+                + alpha * self.layer_.weight.pow(2).sum()
             loss.backward()
             optimiser.step()
         return self
