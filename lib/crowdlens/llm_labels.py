@@ -1,0 +1,185 @@
+"""Participation labels from a fine-tuned causal LM, as the paper did with Llama 3:
+supervised fine-tuning (SFT) with LoRA to generate the label (trl's ``SFTTrainer``),
+then direct preference optimisation (DPO, trl's ``DPOTrainer``) from the SFT model on
+pairs where the correct label is chosen and a wrong one rejected.
+
+On a CPU the prompt is short — the comment and the five label names, no codebook —
+and labels are *scored*, not sampled: each label's mean token log-probability after
+the prompt, so every answer is a valid label. Fine-tuned models are merged and cached
+under ``$CROWDLENS_CACHE/models`` by a hash of their data and settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from crowdlens.annotate import LABELS
+
+#: The words the model writes for each label (lower case, as a reader would).
+LABEL_WORDS = {"None": "none", "Problem-Solution": "problem-solution", "Call-to-action": "call-to-action",
+               "Intention": "intention", "Execution": "execution"}
+#: The confusions a wrong answer is drawn from most often (neighbours on the ladder).
+NEIGHBOURS = {"None": "Problem-Solution", "Problem-Solution": "None", "Call-to-action": "Problem-Solution",
+              "Intention": "Execution", "Execution": "Intention"}
+
+
+def label_prompt(text: str, max_chars: int = 600) -> str:
+    return (f"Comment: {str(text)[:max_chars]}\n"
+            "Participation in collective action (none, problem-solution, call-to-action, intention, execution):")
+
+
+def sft_dataset(texts: Sequence[str], labels: Sequence[str]):
+    """Prompt–completion pairs; the loss covers the completion (the label) only."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [label_prompt(t) for t in texts],
+                              "completion": [f" {LABEL_WORDS[label]}" for label in labels]})
+
+
+def preference_dataset(texts: Sequence[str], labels: Sequence[str], neighbour_share: float = 0.5, seed: int = 0):
+    """DPO pairs: the correct label chosen; rejected, the ladder neighbour with probability
+    ``neighbour_share`` (the confusion that matters), else another wrong label at random."""
+    from datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    rejected = []
+    for label in labels:
+        if rng.random() < neighbour_share:
+            rejected.append(NEIGHBOURS[label])
+        else:
+            rejected.append(rng.choice([other for other in LABEL_WORDS if other != label]))
+    return Dataset.from_dict({"prompt": [label_prompt(t) for t in texts],
+                              "chosen": [f" {LABEL_WORDS[label]}" for label in labels],
+                              "rejected": [f" {LABEL_WORDS[label]}" for label in rejected]})
+
+
+def _cached_dir(kind: str, settings: dict) -> Path:
+    from crowdlens.models import models_cache_dir
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return models_cache_dir() / f"participation-{kind}-{digest}"
+
+
+def _load(model: str | Path):
+    from crowdlens.models import load_causal_lm
+
+    tokenizer, lm = load_causal_lm(str(model))
+    return tokenizer, lm
+
+
+def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int, progress: bool) -> Path:
+    """Run SFT or DPO with LoRA, merge the adapters and save the model (atomically)."""
+    import tempfile
+
+    from peft import LoraConfig
+
+    from crowdlens.config import atomic_dir
+
+    target = _cached_dir(kind, {**settings, "base": str(model), "rows": dataset.num_rows,
+                                "data": hashlib.sha256(json.dumps(dataset.to_dict(), sort_keys=True).encode()).hexdigest()})
+    if (target / "config.json").is_file():
+        return target
+    tokenizer, lm = _load(model)
+    peft_config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.05, target_modules="all-linear",
+                             task_type="CAUSAL_LM")
+    common = dict(per_device_train_batch_size=settings["batch_size"], num_train_epochs=settings["epochs"],
+                  learning_rate=settings["learning_rate"], max_length=settings["max_length"], seed=settings["seed"],
+                  logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=not progress)
+    with tempfile.TemporaryDirectory(prefix=f"crowdlens-{kind}-") as scratch:
+        if kind == "sft":
+            from trl import SFTConfig, SFTTrainer
+
+            trainer = SFTTrainer(model=lm, args=SFTConfig(output_dir=scratch, completion_only_loss=True, **common),
+                                 train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+        else:
+            from trl import DPOConfig, DPOTrainer
+
+            trainer = DPOTrainer(model=lm, args=DPOConfig(output_dir=scratch, beta=settings["beta"], **common),
+                                 train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+        trainer.train()
+        merged = trainer.model.merge_and_unload()
+        history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    with atomic_dir(target) as staging:
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "crowdlens.json").write_text(json.dumps({"kind": kind, **settings, "history": history}, indent=2))
+    return target
+
+
+def sft(texts: Sequence[str], labels: Sequence[str], model: str = "smollm2", lora_rank: int = 8, epochs: int = 1,
+        learning_rate: float = 2e-4, batch_size: int = 8, max_length: int = 160, seed: int = 0,
+        progress: bool = True) -> Path:
+    """LoRA supervised fine-tuning to write the label; returns the merged model's folder."""
+    settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+                    seed=seed)
+    return _train("sft", model, sft_dataset(texts, labels), settings, lora_rank, progress)
+
+
+def dpo(texts: Sequence[str], labels: Sequence[str], model: str | Path, beta: float = 0.1, lora_rank: int = 8,
+        epochs: int = 1, learning_rate: float = 5e-5, batch_size: int = 4, max_length: int = 160, seed: int = 0,
+        progress: bool = True) -> Path:
+    """DPO from ``model`` (the SFT model's folder), the frozen ``model`` as reference;
+    returns the merged model's folder."""
+    settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+                    seed=seed, beta=beta)
+    return _train("dpo", model, preference_dataset(texts, labels, seed=seed), settings, lora_rank, progress)
+
+
+def training_history(model_dir: Path | str) -> list[dict]:
+    """The logged training losses of a model fine-tuned here."""
+    return json.loads((Path(model_dir) / "crowdlens.json").read_text()).get("history", [])
+
+
+class LMLabelScorer:
+    """Scores the five labels after ``label_prompt`` with a (fine-tuned) causal LM.
+
+    ``predict_proba`` is the softmax of each label's mean token log-probability;
+    ``classes_`` the label names, like the other classifiers of ``crowdlens.participation``.
+    """
+
+    def __init__(self, model: str | Path = "smollm2", labels: Sequence[str] = LABELS, batch_size: int = 8):
+        self.model, self.labels, self.batch_size = model, list(labels), batch_size
+        self.tokenizer_, self.lm_ = _load(model)
+        self.lm_.eval()
+        self.label_ids_ = [self.tokenizer_(f" {LABEL_WORDS[label]}", add_special_tokens=False)["input_ids"]
+                           for label in self.labels]
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.labels)
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), len(self.labels)))
+        pad = self.tokenizer_.pad_token_id
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = texts[start:start + self.batch_size]
+                prompts = [self.tokenizer_(label_prompt(t), add_special_tokens=False)["input_ids"] for t in chunk]
+                sequences = [(i, j, p + ids) for i, p in enumerate(prompts) for j, ids in enumerate(self.label_ids_)]
+                width = max(len(s) for _, _, s in sequences)
+                ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(sequences), width), dtype=torch.long)
+                for row, (_, _, seq) in enumerate(sequences):
+                    ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+                logp = torch.log_softmax(self.lm_(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                for row, (i, j, _) in enumerate(sequences):
+                    n_prompt, label = len(prompts[i]), self.label_ids_[j]
+                    positions = torch.arange(n_prompt - 1, n_prompt - 1 + len(label))
+                    out[start + i, j] = logp[row, positions, torch.tensor(label)].mean().item()
+        return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        scores = self.scores(list(texts))
+        scores = scores - scores.max(axis=1, keepdims=True)
+        p = np.exp(scores)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        return self.classes_[self.predict_proba(texts).argmax(1)]

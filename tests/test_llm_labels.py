@@ -1,0 +1,34 @@
+"""crowdlens.llm_labels: SFT and DPO data, and a tiny SFT → DPO run that learns and caches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdlens import llm_labels as L
+
+
+def test_sft_and_preference_data():
+    texts, labels = ["Join us!", "Soup."], ["Call-to-action", "None"]
+    sft = L.sft_dataset(texts, labels)
+    assert sft[0]["prompt"].startswith("Comment: Join us!") and sft[0]["completion"] == " call-to-action"
+    pairs = L.preference_dataset(texts * 50, labels * 50, neighbour_share=0.5, seed=0)
+    assert all(p["chosen"] != p["rejected"] for p in pairs)
+    neighbour = np.mean([p["rejected"] == " problem-solution" for p in pairs if p["chosen"] == " call-to-action"])
+    assert 0.4 < neighbour < 0.8  # the ladder neighbour half the time, plus its share of the random half
+
+
+@pytest.mark.slow
+def test_sft_then_dpo_learn_and_are_cached(isolated_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    texts = ["Join the strike on Monday!", "I baked bread.", "Sign the petition today!", "The bus was late."] * 2
+    labels = ["Call-to-action", "None", "Call-to-action", "None"] * 2
+    sft = L.sft(texts, labels, epochs=2, batch_size=4, learning_rate=2e-3, lora_rank=4, progress=False)
+    losses = [h["loss"] for h in L.training_history(sft)]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert list(L.LMLabelScorer(sft).predict(texts[:2])) == ["Call-to-action", "None"]
+    assert L.sft(texts, labels, epochs=2, batch_size=4, learning_rate=2e-3, lora_rank=4, progress=False) == sft
+    dpo = L.dpo(texts, labels, sft, epochs=1, batch_size=4, learning_rate=5e-4, lora_rank=4, progress=False)
+    assert dpo != sft and (dpo / "config.json").is_file() and len(L.training_history(dpo)) == 2
+    p = L.LMLabelScorer(dpo).predict_proba(texts[:2])
+    assert p.shape == (2, 5) and np.allclose(p.sum(1), 1)
