@@ -36,7 +36,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "data_tour": {"sample_rows": 20_000},
         "annotation": {"crowd_items": 300, "repetitions": 1, "llm_sample": 40},
         "training": {"train_rows": 600, "epochs": 1, "max_length": 96, "n_boot": 300, "llm_sample": 40,
-                     "encoder_ablation": False, "sft_rows": 24, "dpo_rows": 16, "llm_tuned_test": 24},
+                     "encoder_ablation": False, "sft_rows": 16, "dpo_rows": 8, "llm_tuned_test": 16},
         "reddit_communities": {"sample_rows": 15_000, "classifier_train_rows": 800, "classifier_epochs": 2,
                                "n_boot": 200, "topic_sample": 1500, "n_topics": 8},
         "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 300, "lm_feature_length": 48, "reply_users": 150,
@@ -49,9 +49,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                      "encoder_ablation": True, "sft_rows": 400, "dpo_rows": 200, "llm_tuned_test": 200},
         "reddit_communities": {"sample_rows": 0, "classifier_train_rows": 0, "n_boot": 1000, "topic_sample": 6000,
                                "n_topics": 20},
-        "weibo_crowds": {"lm_classifier_rows": 1000, "post_sample": 0, "lm_feature_length": 64, "reply_users": 600,
-                         "reply_steps": 120, "reply_test": 150, "crowd_posts": 20, "crowd_repliers": 15,
-                         "n_boot": 1000},
+        "weibo_crowds": {"lm_classifier_rows": 400, "lm_classifier_epochs": 1, "lm_eval_rows": 300, "post_sample": 0,
+                         "lm_feature_length": 64, "reply_users": 400, "reply_steps": 60, "reply_test": 80,
+                         "crowd_posts": 10, "crowd_repliers": 10, "n_boot": 1000},
     },
 }
 
