@@ -135,6 +135,21 @@ def predict_with_none_threshold(probabilities: np.ndarray, classes: Sequence[str
     return np.where(probabilities[:, none] >= threshold, NONE, classes[others.argmax(1)])
 
 
+def none_threshold_candidates(probabilities: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The 1st–99th percentiles of P(None): the thresholds worth trying."""
+    none = int(np.flatnonzero(np.asarray(classes) == NONE)[0])
+    return np.unique(np.quantile(probabilities[:, none], np.linspace(0.01, 0.99, 99)))
+
+
+def best_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y_true: Sequence[str],
+                        candidates: np.ndarray | None = None) -> float:
+    """The threshold on P(None) among ``candidates`` (default: its percentiles) that maximises weighted F1."""
+    if candidates is None:
+        candidates = none_threshold_candidates(probabilities, classes)
+    return float(max(candidates, key=lambda t: metrics.weighted_f1(
+        y_true, predict_with_none_threshold(probabilities, classes, t))))
+
+
 def crossfit_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y_true: Sequence[str],
                             folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Target-domain calibration with labelled test items, cross-fitted.
@@ -146,16 +161,13 @@ def crossfit_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y
     """
     y_true = np.asarray(y_true)
     classes = np.asarray(classes)
-    none = int(np.flatnonzero(classes == NONE)[0])
-    p_none = probabilities[:, none]
     fold = np.random.default_rng(seed).integers(0, folds, len(y_true))
     predictions = np.empty(len(y_true), dtype=object)
     thresholds = np.zeros(folds)
-    candidates = np.unique(np.quantile(p_none, np.linspace(0.01, 0.99, 99)))
+    candidates = none_threshold_candidates(probabilities, classes)
     for k in range(folds):
         fit = fold != k
-        thresholds[k] = max(candidates, key=lambda t: metrics.weighted_f1(
-            y_true[fit], predict_with_none_threshold(probabilities[fit], classes, t)))
+        thresholds[k] = best_none_threshold(probabilities[fit], classes, y_true[fit], candidates)
         predictions[~fit] = predict_with_none_threshold(probabilities[~fit], classes, thresholds[k])
     return predictions, thresholds
 
@@ -342,9 +354,7 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
     p_binary = binary.predict_proba(test_texts)
     binary_cf, _ = crossfit_none_threshold(p_binary, binary.labels_, y_binary, folds=5, seed=seed)
     five_cf = layered(binary_cf, levels.predict(test_texts))
-    candidates = np.unique(np.quantile(p_binary[:, list(binary.labels_).index(NONE)], np.linspace(0.01, 0.99, 99)))
-    threshold = float(max(candidates, key=lambda t: metrics.weighted_f1(
-        y_binary, predict_with_none_threshold(p_binary, binary.labels_, t))))
+    threshold = best_none_threshold(p_binary, binary.labels_, y_binary)
     card = {"name": "participation", "version": CARD_VERSION, "base_model": model, "epochs": epochs,
             "max_length": max_length, "text_column": text_column, "seed": seed, "train_rows": len(train),
             "none_threshold": threshold, "git_commit": git_commit(),
