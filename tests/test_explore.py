@@ -49,3 +49,13 @@ def test_state_codes():
     assert explore.state_code("New York") == "NY" and explore.state_code("northdakota") == "ND"
     with pytest.raises(KeyError):
         explore.state_code("Atlantis")
+
+
+def test_per_group_sample_caps_each_group_and_keeps_small_ones():
+    frame = pd.DataFrame({"g": ["a"] * 5 + ["b"] * 2 + ["c"], "x": range(8)})
+    sampled = explore.per_group_sample(frame, "g", per_group=3, seed=1)
+    assert sampled["g"].value_counts().to_dict() == {"a": 3, "b": 2, "c": 1}
+    assert sampled["x"].is_unique and set(sampled["x"]) <= set(frame["x"])
+    assert sampled.equals(explore.per_group_sample(frame, "g", per_group=3, seed=1))  # reproducible
+    with pytest.raises(ValueError, match="per_group"):
+        explore.per_group_sample(frame, "g", per_group=0)

@@ -407,9 +407,9 @@ def keyword_profile(texts: Sequence[str], groups: Sequence[str], words: Dictiona
 
 def balanced_sample(frame: pd.DataFrame, by: str, total: int, seed: int = 0) -> pd.DataFrame:
     """Up to ``total // groups`` rows of each group of ``by`` (all rows of a smaller group)."""
-    per_group = max(1, total // max(1, frame[by].nunique()))
-    return pd.concat([group.sample(min(len(group), per_group), random_state=seed)
-                      for _, group in frame.groupby(by, sort=True)])
+    from crowdlens.explore import per_group_sample
+
+    return per_group_sample(frame, by, max(1, total // max(1, frame[by].nunique())), seed)
 
 
 def topic_profile(texts: Sequence[str], groups: Sequence[str], n_topics: int = 20, model: str = "minilm",

@@ -48,6 +48,14 @@ def sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
     return frame.sample(n=rows, random_state=seed)
 
 
+def per_group_sample(frame: pd.DataFrame, by: str, per_group: int, seed: int = 0) -> pd.DataFrame:
+    """Up to ``per_group`` random rows of each group of ``by`` (all rows of a smaller group)."""
+    if per_group < 1:
+        raise ValueError("per_group must be >= 1")
+    return pd.concat([group.sample(min(len(group), per_group), random_state=seed)
+                      for _, group in frame.groupby(by, sort=True)])
+
+
 def coverage(name: str, frame: pd.DataFrame, time_column: str | None, lengths: pd.Series, unit: str) -> dict:
     """One row of a dataset overview: rows, time span, median length."""
     row = {"dataset": name, "rows": len(frame), "first": pd.NaT, "last": pd.NaT}

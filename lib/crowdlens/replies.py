@@ -17,6 +17,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from crowdlens.communities import NOT_PEOPLE
+from crowdlens.explore import per_group_sample
+from crowdlens.weibo import texted_reactions
 
 MENTION = re.compile(r"@[\w\-\u00b7\u4e00-\u9fff]+")
 
@@ -29,11 +31,15 @@ def mask_mentions(text: str) -> str:
 
 # Examples --------------------------------------------------------------------------------
 
+def people_replies(reactions: pd.DataFrame) -> pd.DataFrame:
+    """Texted, dated reactions by people (not the deleted/unknown placeholder authors)."""
+    texted = texted_reactions(reactions)
+    return texted[texted["created_utc"].notna() & ~texted["author"].isin(NOT_PEOPLE)]
+
+
 def active_users(reactions: pd.DataFrame, min_texted: int = 5) -> pd.Index:
     """Pseudonymised authors with at least ``min_texted`` texted, dated reactions."""
-    texted = reactions[reactions["text"].astype(str).str.strip().ne("") & reactions["created_utc"].notna()
-                       & ~reactions["author"].isin(NOT_PEOPLE)]
-    counts = texted["author"].value_counts()
+    counts = people_replies(reactions)["author"].value_counts()
     return counts.index[counts >= min_texted]
 
 
@@ -52,8 +58,8 @@ def reply_examples(reactions: pd.DataFrame, posts: pd.DataFrame, min_texted: int
     users = active_users(reactions, min_texted)
     if max_users and len(users) > max_users:
         users = pd.Index(np.random.default_rng(seed).choice(np.asarray(users), max_users, replace=False))
-    data = reactions[reactions["author"].isin(users) & reactions["text"].astype(str).str.strip().ne("")
-                     & reactions["created_utc"].notna()]
+    data = people_replies(reactions)
+    data = data[data["author"].isin(users)]
     data = data.merge(posts[["post_id", "text"]].rename(columns={"text": "post_text"}), on="post_id")
     data = data.assign(reply=data["text"].map(mask_mentions), post_text=data["post_text"].map(mask_mentions))
     data = data.sort_values(["author", "created_utc", "reaction_id"], ignore_index=True)
@@ -281,12 +287,11 @@ def crowd_examples(reactions: pd.DataFrame, posts: pd.DataFrame, post_ids: Seque
     to the post as history — the input for generating a whole crowd's reactions."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    texted = reactions[reactions["text"].astype(str).str.strip().ne("") & reactions["created_utc"].notna()
-                       & ~reactions["author"].isin(NOT_PEOPLE)]
+    texted = people_replies(reactions)
     selected = texted[texted["post_id"].isin(list(post_ids))]
     if selected.empty:
         raise ValueError("none of these posts has a texted reaction from a person")
-    targets = pd.concat([g.sample(min(len(g), per_post), random_state=seed) for _, g in selected.groupby("post_id")])
+    targets = per_group_sample(selected, "post_id", per_post, seed)
     post_text = posts.set_index("post_id")["text"].map(mask_mentions)
     own = texted[texted["author"].isin(targets["author"])].sort_values("created_utc")
     vectoriser = TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit(
