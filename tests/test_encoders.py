@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crowdlens.encoders import EncoderClassifier
+from crowdlens.encoders import EncoderClassifier, OnnxEncoderClassifier, length_sorted_batches
 
 ACTION = ["Join the protest on Saturday", "Sign the petition and strike with us", "We marched to city hall",
           "Boycott them and organise your workplace", "I will volunteer at the union rally",
@@ -40,6 +40,30 @@ def test_fit_learns_a_separable_task_and_round_trips(tmp_path):
     loaded = EncoderClassifier.load(saved)
     assert loaded.card_["task"] == "toy" and loaded.labels_ == ["action", "other"]
     assert np.allclose(loaded.predict_proba(held_out), probabilities[:2], atol=1e-5)
+
+    # the ONNX Runtime export: fp32 reproduces the torch probabilities; int8 keeps the labels
+    exported = loaded.to_onnx(tmp_path / "onnx", quantize=False)
+    assert exported.labels_ == loaded.labels_
+    assert np.allclose(exported.predict_proba(held_out), probabilities[:2], atol=1e-4)
+    int8 = OnnxEncoderClassifier.export(loaded, tmp_path / "onnx-int8", quantize=True)
+    assert (tmp_path / "onnx-int8" / "model.onnx").stat().st_size < (tmp_path / "onnx" / "model.onnx").stat().st_size / 2
+    assert list(int8.predict(held_out)) == ["action", "other"]
+    assert OnnxEncoderClassifier(tmp_path / "onnx-int8").card_["onnx_quantized"] is True
+    assert not list(tmp_path.glob(".onnx*"))  # no staging folder left behind
+    with pytest.raises(FileNotFoundError, match="to_onnx"):
+        OnnxEncoderClassifier(tmp_path)
+
+
+def test_length_sorted_batches_pad_and_cover_every_row_once():
+    encoded = [[5, 6, 7], [1], [2, 3], [4, 4, 4, 4], [9]]
+    seen = []
+    for idx, ids, mask in length_sorted_batches(encoded, batch_size=2, pad_id=0):
+        assert ids.shape == mask.shape and ids.shape[1] == max(len(encoded[i]) for i in idx)
+        for row, i in enumerate(idx):
+            assert list(ids[row, : mask[row].sum()]) == encoded[i] and set(ids[row, mask[row].sum():]) <= {0}
+        seen.extend(idx)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert [len(encoded[i]) for i in seen] == sorted(len(e) for e in encoded)  # short ones together
 
 
 @pytest.mark.slow

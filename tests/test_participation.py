@@ -93,5 +93,14 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     assert set(labels) <= {"None", "Problem-Solution", "Call-to-action", "Intention", "Execution"}
     again = models.load_classifier("participation", epochs=1, train_rows=80)  # from the cache
     assert again.card == card and list(again.predict(texts)) == list(labels)
+    # ONNX Runtime copy (fp32: same numbers): same threshold, same labels; exported once
+    fast = again.to_onnx(quantize=False)
+    assert fast.none_threshold == again.none_threshold and fast.card == card
+    assert np.allclose(fast.predict_proba_binary(texts), again.predict_proba_binary(texts), atol=1e-4)
+    assert list(fast.predict(texts)) == list(labels)
+    exported = again.path / "onnx-fp32" / "binary" / "model.onnx"
+    stamp = exported.stat().st_mtime_ns
+    again.to_onnx(quantize=False)
+    assert exported.stat().st_mtime_ns == stamp
     with pytest.raises(models.ModelNotAvailableError, match="participation"):
         models.load_classifier("sentiment")

@@ -294,6 +294,29 @@ class ParticipationClassifier:
                              "models.load_classifier('participation', retrain=True)")
         return confusion_matrix(self.test_predictions["y_true"], self.test_predictions["y_pred"], labels)
 
+    def to_onnx(self, quantize: bool = True, path: str | Path | None = None,
+                threads: int | None = None) -> "ParticipationClassifier":
+        """The same classifier (threshold, card, test predictions) with both encoders
+        run by ONNX Runtime — int8 weights when ``quantize``. The export is written once
+        beside the saved model (or to ``path``) and reused while the model is unchanged."""
+        from crowdlens.encoders import OnnxEncoderClassifier
+
+        if path is None and self.path is None:
+            raise ValueError("this classifier was never saved: pass path= for the ONNX export")
+        folder = Path(path) if path is not None else self.path / ("onnx-int8" if quantize else "onnx-fp32")
+        parts = {}
+        for name in ("binary", "levels"):
+            encoder, target = getattr(self, name), folder / name
+            exported = None
+            if (target / "model.onnx").is_file():
+                exported = OnnxEncoderClassifier(target, threads=threads)
+                if exported.card_.get("saved") != getattr(encoder, "card_", {}).get("saved"):
+                    exported = None  # exported from an older training run
+            parts[name] = exported or OnnxEncoderClassifier.export(encoder, target, quantize=quantize, threads=threads)
+        clone = ParticipationClassifier(parts["binary"], parts["levels"], self.card, self.test_predictions)
+        clone.path = self.path
+        return clone
+
     def save(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         self.binary.save(path / "binary", card={"task": "binary"})
