@@ -329,6 +329,7 @@ def execute_chapter(
     nbformat.write(notebook, source_nb)
     output_nb = work / f"{name}.executed.ipynb"
     start_time = dt.datetime.now(dt.timezone.utc)
+    commit = git_commit()  # the code that runs, even if the checkout moves during a long run
     executed_dir().mkdir(parents=True, exist_ok=True)
     # the kernel inherits these: library progress bars and warnings belong in a
     # terminal, not in the printed book (chapters pass progress=False to their own)
@@ -366,7 +367,7 @@ def execute_chapter(
         "defaults": defaults,
         "data_sha256": data,
         "packages": package_versions(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "started": start_time.isoformat(timespec="seconds"),
         "finished": end_time.isoformat(timespec="seconds"),
         "seconds": round((end_time - start_time).total_seconds(), 1),
