@@ -89,3 +89,28 @@ def test_lora_on_the_causal_lm_learns_a_chinese_task_and_round_trips(tmp_path):
     assert not hasattr(model.model_, "peft_config")  # adapters merged into a plain model
     loaded = EncoderClassifier.load(model.save(tmp_path / "lm"))
     assert np.allclose(loaded.predict_proba(happy[:2]), model.predict_proba(happy[:2]), atol=1e-4)
+
+
+class _Constant:
+    """A stand-in classifier with fixed probabilities, to check the bookkeeping."""
+
+    def __init__(self, first_column):
+        self.first_column = first_column
+
+    def predict_proba(self, texts, batch_size=64):
+        p = np.full((len(texts), 2), 0.0)
+        p[:, 0] = self.first_column
+        p[:, 1] = 1 - self.first_column
+        return p
+
+
+def test_throughput_compares_each_backend_with_the_first():
+    from crowdlens.encoders import throughput
+
+    table = throughput({"ref": _Constant(0.9), "same": _Constant(0.8), "flipped": _Constant(0.2)}, ["a", "b", "c"])
+    assert list(table["backend"]) == ["ref", "same", "flipped"]
+    assert list(table["label_agreement"]) == [1.0, 1.0, 0.0]
+    assert np.allclose(table["max_probability_difference"], [0.0, 0.1, 0.7])
+    assert (table["comments_per_s"] > 0).all()
+    with pytest.raises(ValueError, match="at least one"):
+        throughput({}, ["a"])

@@ -104,3 +104,17 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     assert exported.stat().st_mtime_ns == stamp
     with pytest.raises(models.ModelNotAvailableError, match="participation"):
         models.load_classifier("sentiment")
+
+
+def test_average_probabilities_aligns_columns_by_class():
+    class Fitted:
+        def __init__(self, classes):
+            self.classes_ = np.asarray(classes)
+
+    a = ([], {}, np.array([[0.8, 0.2], [0.4, 0.6]]), Fitted(["None", "Participation"]))
+    b = ([], {}, np.array([[0.4, 0.6], [0.0, 1.0]]), Fitted(["Participation", "None"]))  # other column order
+    mean, classes = part.average_probabilities([a, b])
+    assert list(classes) == ["None", "Participation"]
+    assert np.allclose(mean, [[0.7, 0.3], [0.7, 0.3]])
+    with pytest.raises(ValueError, match="disagree"):
+        part.average_probabilities([a, ([], {}, np.ones((2, 2)) / 2, Fitted(["None", "Intention"]))])

@@ -371,3 +371,26 @@ class OnnxEncoderClassifier:
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         return np.array(self.labels_)[self.predict_proba(texts, batch_size).argmax(1)]
+
+
+def throughput(classifiers: dict, texts: Sequence[str], batch_size: int = 64, warmup: int = 32):
+    """Comments per second of each classifier's ``predict_proba`` on ``texts``, with
+    the share of argmax labels and the largest probability difference against the
+    first classifier (the reference). Each one scores ``warmup`` texts first, as a
+    running service would have. Returns a DataFrame, one row per classifier."""
+    import pandas as pd
+
+    texts = list(texts)
+    if not classifiers or not texts:
+        raise ValueError("pass at least one classifier and one text")
+    rows, reference = [], None
+    for name, classifier in classifiers.items():
+        classifier.predict_proba(texts[:warmup], batch_size)
+        started = time.perf_counter()
+        probabilities = classifier.predict_proba(texts, batch_size)
+        seconds = time.perf_counter() - started
+        reference = probabilities if reference is None else reference
+        rows.append({"backend": name, "comments_per_s": len(texts) / seconds,
+                     "label_agreement": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
+                     "max_probability_difference": float(np.abs(probabilities - reference).max())})
+    return pd.DataFrame(rows)

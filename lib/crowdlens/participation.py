@@ -222,6 +222,21 @@ def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.Dat
     return rows, predictions, probabilities, estimator
 
 
+def average_probabilities(results: Sequence[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of several fitted models' test probabilities (``run_model`` results),
+    columns aligned by class name: a fixed, untuned ensemble. Returns (probabilities, classes)."""
+    if not results:
+        raise ValueError("pass at least one run_model result")
+    classes = np.asarray(results[0][3].classes_)
+    columns = []
+    for result in results:
+        own = list(result[3].classes_)
+        if sorted(own) != sorted(classes):
+            raise ValueError(f"models disagree on the classes: {sorted(own)} vs {sorted(classes)}")
+        columns.append(np.asarray(result[2])[:, [own.index(c) for c in classes]])
+    return np.mean(columns, axis=0), classes
+
+
 def layered_rows(name: str, binary_predictions: dict[str, np.ndarray], level_predictions: np.ndarray,
                  test: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Score the layered model for each decision rule of its binary step on all five classes."""
