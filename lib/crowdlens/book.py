@@ -50,7 +50,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "reddit_communities": {"sample_rows": 0, "classifier_train_rows": 0, "n_boot": 1000, "topic_sample": 6000,
                                "n_topics": 20},
         "weibo_crowds": {"lm_classifier_rows": 400, "lm_classifier_epochs": 1, "lm_eval_rows": 300, "post_sample": 0,
-                         "lm_feature_length": 64, "reply_users": 400, "reply_steps": 60, "reply_test": 80,
+                         "lm_feature_length": 64, "reply_users": 400, "reply_steps": 80, "reply_test": 300,
                          "crowd_posts": 10, "crowd_repliers": 10, "n_boot": 1000},
     },
 }
