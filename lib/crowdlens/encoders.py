@@ -350,8 +350,14 @@ class OnnxEncoderClassifier:
             if quantize:
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-                quantize_dynamic(str(staging / "fp32.onnx"), str(staging / "model.onnx"),
-                                 weight_type=QuantType.QInt8, per_channel=True)
+                import logging
+
+                logging.disable(logging.WARNING)  # its advice to pre-process is for static quantisation
+                try:
+                    quantize_dynamic(str(staging / "fp32.onnx"), str(staging / "model.onnx"),
+                                     weight_type=QuantType.QInt8, per_channel=True)
+                finally:
+                    logging.disable(logging.NOTSET)
                 (staging / "fp32.onnx").unlink()
             else:
                 (staging / "fp32.onnx").rename(staging / "model.onnx")
