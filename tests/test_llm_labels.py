@@ -19,11 +19,13 @@ def test_sft_and_preference_data():
 
 
 @pytest.mark.slow
-def test_sft_then_dpo_learn_and_are_cached(isolated_cache, monkeypatch):
+def test_sft_then_dpo_learn_and_are_cached(isolated_cache, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     texts = ["Join the strike on Monday!", "I baked bread.", "Sign the petition today!", "The bus was late."] * 2
     labels = ["Call-to-action", "None", "Call-to-action", "None"] * 2
     sft = L.sft(texts, labels, epochs=2, batch_size=4, learning_rate=2e-3, lora_rank=4, progress=False)
+    printed = capsys.readouterr()
+    assert "'loss'" not in printed.out and "examples/s" not in printed.err  # quiet without progress
     losses = [h["loss"] for h in L.training_history(sft)]
     assert len(losses) == 4 and losses[-1] < losses[0]
     def p_correct(model):  # mean probability the scorer gives the right label

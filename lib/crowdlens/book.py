@@ -36,7 +36,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "data_tour": {"sample_rows": 20_000},
         "annotation": {"crowd_items": 300, "repetitions": 1, "llm_sample": 40},
         "training": {"train_rows": 600, "epochs": 1, "max_length": 96, "n_boot": 300, "llm_sample": 40,
-                     "encoder_ablation": False, "sft_rows": 16, "dpo_rows": 8, "llm_tuned_test": 16},
+                     "encoder_ablation": False, "sft_rows": 8, "dpo_rows": 4, "llm_tuned_test": 16},
         "reddit_communities": {"sample_rows": 15_000, "classifier_train_rows": 800, "classifier_epochs": 2,
                                "n_boot": 200, "topic_sample": 1500, "n_topics": 8},
         "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 300, "lm_feature_length": 48, "reply_users": 150,

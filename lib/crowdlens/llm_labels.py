@@ -11,8 +11,10 @@ under ``$CROWDLENS_CACHE/models`` by a hash of their data and settings.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -72,6 +74,27 @@ def _load(model: str | Path):
     return tokenizer, lm
 
 
+@contextlib.contextmanager
+def _quiet(progress: bool):
+    """Without progress: no dataset progress bars and no deprecation warnings from
+    transformers/trl (they belong in a terminal, not in the printed book)."""
+    if progress:
+        yield
+        return
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
 def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int, progress: bool) -> Path:
     """Run SFT or DPO with LoRA, merge the adapters and save the model (atomically)."""
     import tempfile
@@ -90,7 +113,7 @@ def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int
     common = dict(per_device_train_batch_size=settings["batch_size"], num_train_epochs=settings["epochs"],
                   learning_rate=settings["learning_rate"], max_length=settings["max_length"], seed=settings["seed"],
                   logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=not progress)
-    with tempfile.TemporaryDirectory(prefix=f"crowdlens-{kind}-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"crowdlens-{kind}-") as scratch, _quiet(progress):
         if kind == "sft":
             from trl import SFTConfig, SFTTrainer
 
@@ -101,6 +124,10 @@ def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int
 
             trainer = DPOTrainer(model=lm, args=DPOConfig(output_dir=scratch, beta=settings["beta"], **common),
                                  train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+        if not progress:
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)  # it prints every log dict; the history is kept anyway
         trainer.train()
         merged = trainer.model.merge_and_unload()
         history = [entry for entry in trainer.state.log_history if "loss" in entry]
