@@ -42,7 +42,30 @@ def length_sorted_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad
         yield idx, ids, mask
 
 
-class EncoderClassifier:
+class _BatchedClassifier:
+    """What both backends share: labels, length-sorted batches, softmax, argmax.
+    Subclasses set ``labels_``, ``max_length``, ``tokenizer_`` and define ``_run_batch``."""
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The labels in output order, under scikit-learn's name."""
+        return np.asarray(self.labels_)
+
+    def _logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        encoded = self.tokenizer_([str(t) for t in texts], truncation=True, max_length=self.max_length)["input_ids"]
+        out = np.zeros((len(encoded), len(self.labels_)), dtype=np.float32)
+        for idx, ids, mask in length_sorted_batches(encoded, batch_size, self.tokenizer_.pad_token_id or 0):
+            out[idx] = self._run_batch(ids, mask)
+        return out
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return softmax(self._logits(texts, batch_size))
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        return np.array(self.labels_)[self.predict_proba(texts, batch_size).argmax(1)]
+
+
+class EncoderClassifier(_BatchedClassifier):
     def __init__(
         self,
         model: str = "minilm",
@@ -74,11 +97,6 @@ class EncoderClassifier:
         self.progress = progress
         self.labels_: list[str] = []
         self.history_: list[dict] = []
-
-    @property
-    def classes_(self) -> np.ndarray:
-        """The labels in output order, under scikit-learn's name."""
-        return np.asarray(self.labels_)
 
     # -- training --------------------------------------------------------------------
 
@@ -234,28 +252,18 @@ class EncoderClassifier:
 
     # -- prediction ------------------------------------------------------------------
 
-    def _logits(self, texts: Sequence[str], batch_size: int = 64):
+    def _run_batch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
 
-        encoded = self.tokenizer_([str(t) for t in texts], truncation=True, max_length=self.max_length)["input_ids"]
-        out = np.zeros((len(encoded), len(self.labels_)), dtype=np.float32)
         with torch.inference_mode():
-            for idx, ids, mask in length_sorted_batches(encoded, batch_size, self.tokenizer_.pad_token_id or 0):
-                logits = self.model_(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-                out[idx] = logits.float().numpy()
-        return out
+            logits = self.model_(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+        return logits.float().numpy()
 
     def _predict_ids(self, texts):
         self.model_.eval()
         ids = self._logits(texts).argmax(1)
         self.model_.train()
         return ids
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return softmax(self._logits(texts, batch_size))
-
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return np.array(self.labels_)[self.predict_proba(texts, batch_size).argmax(1)]
 
     # -- persistence -----------------------------------------------------------------
 
@@ -290,7 +298,7 @@ class EncoderClassifier:
         return OnnxEncoderClassifier.export(self, path, quantize=quantize, threads=threads)
 
 
-class OnnxEncoderClassifier:
+class OnnxEncoderClassifier(_BatchedClassifier):
     """A fitted ``EncoderClassifier`` run by ONNX Runtime, for fast CPU scoring.
 
     ``export`` writes ``model.onnx`` (weights quantised to int8 per channel when
@@ -319,10 +327,6 @@ class OnnxEncoderClassifier:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session_ = ort.InferenceSession(str(self.path_ / "model.onnx"), options,
                                              providers=["CPUExecutionProvider"])
-
-    @property
-    def classes_(self) -> np.ndarray:
-        return np.asarray(self.labels_)
 
     @classmethod
     def export(cls, classifier: EncoderClassifier, path: str | Path, quantize: bool = True,
@@ -365,19 +369,8 @@ class OnnxEncoderClassifier:
             (staging / "card.json").write_text(json.dumps(card, indent=2, default=str))
         return cls(path, threads=threads)
 
-    def _logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        encoded = self.tokenizer_([str(t) for t in texts], truncation=True, max_length=self.max_length)["input_ids"]
-        out = np.zeros((len(encoded), len(self.labels_)), dtype=np.float32)
-        for idx, ids, mask in length_sorted_batches(encoded, batch_size, self.tokenizer_.pad_token_id or 0):
-            out[idx] = self.session_.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-        return out
-
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return softmax(self._logits(texts, batch_size))
-
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        return np.array(self.labels_)[self.predict_proba(texts, batch_size).argmax(1)]
-
+    def _run_batch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.session_.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
 def throughput(classifiers: dict, texts: Sequence[str], batch_size: int = 64, warmup: int = 32):
     """Comments per second of each classifier's ``predict_proba`` on ``texts``, with
