@@ -2,8 +2,9 @@
 against the naive transformers.pipeline loop with batch size 1 (same weights, same machine).
 
 Backends of the binary encoder: PyTorch fp32 (length-sorted dynamic batching under
-inference_mode), PyTorch dynamic int8, and ONNX Runtime fp32 and int8 (per-channel
-weights) from ``ParticipationClassifier.to_onnx``; label agreement with PyTorch fp32 is
+inference_mode, batches of 64), PyTorch dynamic int8, and ONNX Runtime fp32 and int8
+(per-channel weights; batches of 4, one per core at a time) from
+``ParticipationClassifier.to_onnx``; label agreement with PyTorch fp32 is
 reported for each. The layered five-class classifier is timed in fp32 and ONNX int8."""
 
 from __future__ import annotations
@@ -45,15 +46,15 @@ def run() -> dict:
     backends = {"pytorch fp32": classifier.binary, "pytorch int8": quantised,
                 "onnxruntime fp32": classifier.to_onnx(quantize=False, threads=2).binary,
                 "onnxruntime int8": onnx_int8.binary}
-    table = encoders.throughput(backends, texts, batch_size=64)
+    table = encoders.throughput(backends, texts)  # each backend at its own batch size
     print(table.round(4).to_string(index=False))
 
     path = models.classifiers_cache_dir() / "participation" / "binary"
     naive_pipe = pipeline("text-classification", model=str(path), device=-1, truncation=True,
                           max_length=classifier.binary.max_length)
     naive, _ = rate(lambda t: [naive_pipe(x) for x in t], texts[:200])  # the slow loop on a tenth, scaled
-    layered, fp32_labels = rate(lambda t: classifier.predict(t, batch_size=64), texts)
-    layered_int8, int8_labels = rate(lambda t: onnx_int8.predict(t, batch_size=64), texts)
+    layered, fp32_labels = rate(lambda t: classifier.predict(t), texts)
+    layered_int8, int8_labels = rate(lambda t: onnx_int8.predict(t), texts)
     speeds = dict(zip(table["backend"], table["comments_per_s"]))
     fastest = max(speeds, key=speeds.get)
     return {

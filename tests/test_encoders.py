@@ -45,6 +45,12 @@ def test_fit_learns_a_separable_task_and_round_trips(tmp_path):
     exported = loaded.to_onnx(tmp_path / "onnx", quantize=False)
     assert exported.labels_ == loaded.labels_
     assert np.allclose(exported.predict_proba(held_out), probabilities[:2], atol=1e-4)
+    # batches run concurrently on two cores still land on their own rows
+    mixed = texts + held_out * 3
+    one_core = OnnxEncoderClassifier(tmp_path / "onnx", threads=1).predict_proba(mixed, batch_size=2)
+    two_cores = OnnxEncoderClassifier(tmp_path / "onnx", threads=2).predict_proba(mixed, batch_size=2)
+    assert np.array_equal(one_core, two_cores)
+    assert np.allclose(two_cores, loaded.predict_proba(mixed), atol=1e-4)
     int8 = OnnxEncoderClassifier.export(loaded, tmp_path / "onnx-int8", quantize=True)
     assert (tmp_path / "onnx-int8" / "model.onnx").stat().st_size < (tmp_path / "onnx" / "model.onnx").stat().st_size / 2
     assert list(int8.predict(held_out)) == ["action", "other"]

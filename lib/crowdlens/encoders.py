@@ -11,6 +11,7 @@ batches them dynamically under ``torch.inference_mode``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -44,24 +45,31 @@ def length_sorted_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad
 
 class _BatchedClassifier:
     """What both backends share: labels, length-sorted batches, softmax, argmax.
-    Subclasses set ``labels_``, ``max_length``, ``tokenizer_`` and define ``_run_batch``."""
+    Subclasses set ``labels_``, ``max_length``, ``tokenizer_`` and define ``_run_batch``;
+    ``scoring_batch_size`` is the batch size used when a call passes none."""
+
+    scoring_batch_size = 64
 
     @property
     def classes_(self) -> np.ndarray:
         """The labels in output order, under scikit-learn's name."""
         return np.asarray(self.labels_)
 
-    def _logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def _map_batches(self, run, batches):
+        return map(run, batches)
+
+    def _logits(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         encoded = self.tokenizer_([str(t) for t in texts], truncation=True, max_length=self.max_length)["input_ids"]
         out = np.zeros((len(encoded), len(self.labels_)), dtype=np.float32)
-        for idx, ids, mask in length_sorted_batches(encoded, batch_size, self.tokenizer_.pad_token_id or 0):
-            out[idx] = self._run_batch(ids, mask)
+        batches = length_sorted_batches(encoded, batch_size or self.scoring_batch_size, self.tokenizer_.pad_token_id or 0)
+        for idx, logits in self._map_batches(lambda batch: (batch[0], self._run_batch(batch[1], batch[2])), batches):
+            out[idx] = logits
         return out
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return softmax(self._logits(texts, batch_size))
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return np.array(self.labels_)[self.predict_proba(texts, batch_size).argmax(1)]
 
 
@@ -307,7 +315,14 @@ class OnnxEncoderClassifier(_BatchedClassifier):
     ``predict_proba``/``predict`` behave as the source classifier's (same batching);
     int8 outputs differ slightly from fp32 — the throughput benchmark reports the
     agreement.
+
+    ``threads`` (default: the cores this process may use) batches run at once, each on
+    one core: ONNX Runtime releases the GIL, and on short, small batches one batch per
+    core beats splitting each matrix product over the cores (≈ 390 vs 340 comments/s
+    on 2 cores, ``benchmarks/bench_classifier_throughput.py``); hence small batches.
     """
+
+    scoring_batch_size = 4
 
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
@@ -322,7 +337,8 @@ class OnnxEncoderClassifier(_BatchedClassifier):
         self.max_length = self.card_["max_length"]
         self.tokenizer_ = AutoTokenizer.from_pretrained(self.path_)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime uses the physical cores
+        self.threads_ = threads or len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session_ = ort.InferenceSession(str(self.path_ / "model.onnx"), options,
@@ -369,14 +385,23 @@ class OnnxEncoderClassifier(_BatchedClassifier):
             (staging / "card.json").write_text(json.dumps(card, indent=2, default=str))
         return cls(path, threads=threads)
 
+    def _map_batches(self, run, batches):
+        if self.threads_ == 1:
+            return map(run, batches)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.threads_) as pool:
+            return list(pool.map(run, batches))
+
     def _run_batch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session_.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
 
-def throughput(classifiers: dict, texts: Sequence[str], batch_size: int = 64, warmup: int = 32):
+def throughput(classifiers: dict, texts: Sequence[str], batch_size: int | None = None, warmup: int = 32):
     """Comments per second of each classifier's ``predict_proba`` on ``texts``, with
     the share of argmax labels and the largest probability difference against the
     first classifier (the reference). Each one scores ``warmup`` texts first, as a
-    running service would have. Returns a DataFrame, one row per classifier."""
+    running service would have; ``batch_size=None`` lets each use its own default.
+    Returns a DataFrame, one row per classifier."""
     import pandas as pd
 
     texts = list(texts)

@@ -280,14 +280,14 @@ class ParticipationClassifier:
         self.test_predictions = test_predictions
         self.path: Path | None = None
 
-    def predict_proba_binary(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict_proba_binary(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return self.binary.predict_proba(texts, batch_size)
 
-    def predict_binary(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict_binary(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         p = self.predict_proba_binary(texts, batch_size)
         return predict_with_none_threshold(p, self.binary.labels_, self.none_threshold)
 
-    def predict_with_proba(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    def predict_with_proba(self, texts: Sequence[str], batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Five-class labels and P(participation), with one pass of the binary encoder."""
         texts = list(texts)
         p = self.predict_proba_binary(texts, batch_size)
@@ -299,7 +299,7 @@ class ParticipationClassifier:
             result[positive] = self.levels.predict([texts[i] for i in positive], batch_size)
         return result, p_participation
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return self.predict_with_proba(texts, batch_size)[0]
 
     def confusion(self, labels: Sequence[str] = FIVE_CLASSES) -> np.ndarray:
