@@ -106,7 +106,7 @@ class ParticipationScorer:
     """
 
     def __init__(self, classifier, words: Dictionary | Sequence[str] | None = None, min_matches: int = 2,
-                 cache: bool | Path | str | None = True, batch_size: int = 64, progress: bool = True):
+                 cache: bool | Path | str | None = True, batch_size: int | None = None, progress: bool = True):
         self.classifier = classifier
         self.dictionary = load_dictionary() if words is None else (
             words if isinstance(words, Dictionary) else Dictionary.from_terms(words))
