@@ -316,7 +316,7 @@ class OnnxEncoderClassifier(_BatchedClassifier):
     int8 outputs differ slightly from fp32 — the throughput benchmark reports the
     agreement.
 
-    ``threads`` (default: the cores this process may use) batches run at once, each on
+    ``threads`` (default: the machine's cores) batches run at once, each on
     one core: ONNX Runtime releases the GIL, and on short, small batches one batch per
     core beats splitting each matrix product over the cores (≈ 390 vs 340 comments/s
     on 2 cores, ``benchmarks/bench_classifier_throughput.py``); hence small batches.
@@ -337,7 +337,7 @@ class OnnxEncoderClassifier(_BatchedClassifier):
         self.max_length = self.card_["max_length"]
         self.tokenizer_ = AutoTokenizer.from_pretrained(self.path_)
         options = ort.SessionOptions()
-        self.threads_ = threads or len(os.sched_getaffinity(0))
+        self.threads_ = threads or os.cpu_count() or 1
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -387,7 +387,7 @@ class OnnxEncoderClassifier(_BatchedClassifier):
 
     def _map_batches(self, run, batches):
         if self.threads_ == 1:
-            return map(run, batches)
+            return super()._map_batches(run, batches)
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(self.threads_) as pool:
@@ -395,6 +395,7 @@ class OnnxEncoderClassifier(_BatchedClassifier):
 
     def _run_batch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self.session_.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
 
 def throughput(classifiers: dict, texts: Sequence[str], batch_size: int | None = None, warmup: int = 32):
     """Comments per second of each classifier's ``predict_proba`` on ``texts``, with
