@@ -55,6 +55,7 @@ def test_fit_learns_a_separable_task_and_round_trips(tmp_path):
     assert (tmp_path / "onnx-int8" / "model.onnx").stat().st_size < (tmp_path / "onnx" / "model.onnx").stat().st_size / 2
     assert list(int8.predict(held_out)) == ["action", "other"]
     assert OnnxEncoderClassifier(tmp_path / "onnx-int8").card_["onnx_quantized"] is True
+    assert exported.card_["onnx_last_layer_first_token_only"] is True  # MiniLM is a BERT
     assert not list(tmp_path.glob(".onnx*"))  # no staging folder left behind
     with pytest.raises(FileNotFoundError, match="to_onnx"):
         OnnxEncoderClassifier(tmp_path)
@@ -97,13 +98,43 @@ def test_lora_on_the_causal_lm_learns_a_chinese_task_and_round_trips(tmp_path):
     assert np.allclose(loaded.predict_proba(happy[:2]), model.predict_proba(happy[:2]), atol=1e-4)
 
 
+@pytest.mark.parametrize("architecture", ["bert", "roberta"])
+def test_first_token_export_gives_the_full_models_logits(architecture):
+    import torch
+    from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
+                              DistilBertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification)
+
+    from crowdlens.encoders import _first_token_model
+
+    torch.manual_seed(0)
+    size = dict(vocab_size=60, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+                num_labels=5, max_position_embeddings=40)
+    model = (BertForSequenceClassification(BertConfig(**size)) if architecture == "bert"
+             else RobertaForSequenceClassification(RobertaConfig(pad_token_id=1, **size))).eval()
+    ids = torch.randint(3, 60, (4, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0  # padded rows: the first token must not attend to the padding
+    mask[3, 2:] = 0
+    ids[mask == 0] = model.config.pad_token_id or 0
+    with torch.inference_mode():
+        expected = model(input_ids=ids, attention_mask=mask).logits
+        got = _first_token_model(model)(ids, mask)
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
+    # an architecture whose head it does not know is exported whole
+    other = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=60, dim=32, n_layers=2, n_heads=4,
+                                                                 hidden_dim=64, max_position_embeddings=40))
+    assert _first_token_model(other) is None
+
+
 class _Constant:
     """A stand-in classifier with fixed probabilities, to check the bookkeeping."""
 
     def __init__(self, first_column):
         self.first_column = first_column
+        self.calls = 0
 
     def predict_proba(self, texts, batch_size=64):
+        self.calls += 1
         p = np.full((len(texts), 2), 0.0)
         p[:, 0] = self.first_column
         p[:, 1] = 1 - self.first_column
@@ -120,3 +151,12 @@ def test_throughput_compares_each_backend_with_the_first():
     assert (table["comments_per_s"] > 0).all()
     with pytest.raises(ValueError, match="at least one"):
         throughput({}, ["a"])
+    # repeated runs: each classifier scores the texts `repeats` times (after its warm-up),
+    # and the reported rate is the median, between the slowest and the fastest
+    counted = {"ref": _Constant(0.9), "other": _Constant(0.1)}
+    table = throughput(counted, ["a", "b"], repeats=3)
+    assert [c.calls for c in counted.values()] == [4, 4]
+    assert (table["slowest_comments_per_s"] <= table["comments_per_s"]).all()
+    assert (table["comments_per_s"] <= table["fastest_comments_per_s"]).all()
+    with pytest.raises(ValueError, match="repeats"):
+        throughput(counted, ["a"], repeats=0)

@@ -325,8 +325,9 @@ class ParticipationClassifier:
             exported = None
             if (target / "model.onnx").is_file():
                 exported = OnnxEncoderClassifier(target, threads=threads)
-                if exported.card_.get("saved") != getattr(encoder, "card_", {}).get("saved"):
-                    exported = None  # exported from an older training run
+                if (exported.card_.get("saved") != getattr(encoder, "card_", {}).get("saved")
+                        or exported.card_.get("onnx_export_format") != OnnxEncoderClassifier.export_format):
+                    exported = None  # exported from an older training run, or by an older export
             parts[name] = exported or OnnxEncoderClassifier.export(encoder, target, quantize=quantize, threads=threads)
         clone = ParticipationClassifier(parts["binary"], parts["levels"], self.card, self.test_predictions)
         clone.path = self.path
