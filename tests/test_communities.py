@@ -65,6 +65,23 @@ def test_scorer_fingerprint_changes_with_the_word_list():
     assert a.fingerprint() != b.fingerprint()
 
 
+def test_scorer_fingerprint_keeps_onnx_scores_apart_from_pytorch_ones():
+    from crowdlens.encoders import OnnxEncoderClassifier
+
+    class Layered(CountingRule):
+        def __init__(self, binary):
+            super().__init__()
+            self.binary = binary
+
+    onnx = OnnxEncoderClassifier.__new__(OnnxEncoderClassifier)  # only its card matters here
+    onnx.card_ = {"onnx_quantized": True, "onnx_export_format": OnnxEncoderClassifier.export_format}
+    pytorch = com.ParticipationScorer(Layered(binary=object()), WORDS, cache=None)
+    int8 = com.ParticipationScorer(Layered(binary=onnx), WORDS, cache=None)
+    assert pytorch.fingerprint() != int8.fingerprint()
+    # the PyTorch fingerprint is the card's alone, as before: existing score caches stay valid
+    assert pytorch.fingerprint() == com.ParticipationScorer(CountingRule(), WORDS, cache=None).fingerprint()
+
+
 def test_level_shares_hand_computed():
     scored = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 2,
                            "label": [NONE, NONE, "Execution", "Problem-Solution", NONE, NONE]})
