@@ -149,6 +149,7 @@ def test_throughput_compares_each_backend_with_the_first():
     assert list(table["label_agreement"]) == [1.0, 1.0, 0.0]
     assert np.allclose(table["max_probability_difference"], [0.0, 0.1, 0.7])
     assert (table["comments_per_s"] > 0).all()
+    assert "slowest_comments_per_s" not in table  # one run: no spread to report
     with pytest.raises(ValueError, match="at least one"):
         throughput({}, ["a"])
     # repeated runs: each classifier scores the texts `repeats` times (after its warm-up),

@@ -497,8 +497,9 @@ def throughput(classifiers: dict, texts: Sequence[str], batch_size: int | None =
     rows, reference = [], None
     for name, probabilities in outputs.items():
         reference = probabilities if reference is None else reference
-        rows.append({"backend": name, "comments_per_s": float(np.median(rates[name])),
-                     "slowest_comments_per_s": min(rates[name]), "fastest_comments_per_s": max(rates[name]),
+        spread = ({"slowest_comments_per_s": min(rates[name]), "fastest_comments_per_s": max(rates[name])}
+                  if repeats > 1 else {})
+        rows.append({"backend": name, "comments_per_s": float(np.median(rates[name])), **spread,
                      "label_agreement": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
                      "max_probability_difference": float(np.abs(probabilities - reference).max())})
     return pd.DataFrame(rows)
