@@ -13,23 +13,33 @@ from pathlib import Path
 
 import pytest
 
-from crowdlens.data.registry import shared_data_dir
+from crowdlens.data.registry import TABLES, shared_data_dir
 
 FIXTURES = Path(__file__).parent / "fixtures"
 UPSTREAM = FIXTURES / "upstream"
 
-SHARED = shared_data_dir()
-needs_shared = pytest.mark.skipif(
-    SHARED is None, reason="../shared/data is absent: the real-data tests need the shared corpora"
-)
+
+def real_data_dir() -> Path | None:
+    """The real corpora: CROWDLENS_DATA when it holds every registry table (a copy of
+    the shared data elsewhere, e.g. a clone outside the project folder), else
+    ../shared/data beside the checkout, else None."""
+    env = os.environ.get("CROWDLENS_DATA")
+    if env and all((Path(env).expanduser() / table.relpath).is_file() for table in TABLES.values()):
+        return Path(env).expanduser()
+    return shared_data_dir()
+
+
+SHARED = real_data_dir()
+SKIP_REASON = ("the real-data tests need the shared corpora: place them at ../shared/data "
+               "or set CROWDLENS_DATA to a folder holding every registry table")
 
 
 @pytest.fixture
 def shared_data(monkeypatch):
-    """The real shared data folder, with CROWDLENS_DATA unset so resolution finds it."""
+    """The real data folder, set as CROWDLENS_DATA so the loaders resolve to it."""
     if SHARED is None:
-        pytest.skip("../shared/data is absent: the real-data tests need the shared corpora")
-    monkeypatch.delenv("CROWDLENS_DATA", raising=False)
+        pytest.skip(SKIP_REASON)
+    monkeypatch.setenv("CROWDLENS_DATA", str(SHARED))
     return SHARED
 
 

@@ -53,6 +53,18 @@ def test_crowdlens_data_env_wins(tmp_path, monkeypatch):
     assert data_dir() == tmp_path
 
 
+def test_shared_folder_beside_the_checkout_comes_next_then_the_cache(tmp_path, monkeypatch):
+    from crowdlens.data import registry
+
+    monkeypatch.delenv("CROWDLENS_DATA", raising=False)
+    monkeypatch.setenv("CROWDLENS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(registry, "project_root", lambda: tmp_path / "project")
+    (tmp_path / "project").mkdir()
+    assert data_dir() == tmp_path / "cache" / "data"  # no ../shared/data: the fetch cache
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    assert data_dir() == tmp_path / "shared" / "data"
+
+
 def test_no_data_error_names_the_three_ways(tmp_path, monkeypatch):
     monkeypatch.setenv("CROWDLENS_DATA", str(tmp_path / "empty"))
     with pytest.raises(DataNotFoundError) as err:
