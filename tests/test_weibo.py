@@ -113,6 +113,12 @@ def test_reply_metrics_by_hand():
     assert replies.paired_bootstrap([2, 3, 4], [1, 2, 3], n_boot=50) == (1.0, 1.0, 1.0)
 
 
+def test_clean_reply_keeps_the_first_line_without_replacement_characters():
+    assert replies.clean_reply("\ufffd切都好 \n第二行") == "切都好"
+    assert replies.clean_reply("  转发\ufffd微博") == "转发微博"
+    assert replies.clean_reply("\n后面") == ""
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("adapter", ["lora", "mixture"])
 def test_reply_model_learns_a_users_habit(adapter, monkeypatch):

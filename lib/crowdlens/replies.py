@@ -188,7 +188,7 @@ class ReplyModel:
                 out = self.model_.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                            pad_token_id=self.tokenizer_.pad_token_id)
                 new = out[:, batch["input_ids"].shape[1]:]
-                replies += [t.split("\n")[0].strip() for t in self.tokenizer_.batch_decode(new, skip_special_tokens=True)]
+                replies += [clean_reply(t) for t in self.tokenizer_.batch_decode(new, skip_special_tokens=True)]
         return replies
 
     def mean_gates(self, examples: pd.DataFrame) -> pd.DataFrame | None:
@@ -221,6 +221,16 @@ class ReplyModel:
 
 
 # Metrics ---------------------------------------------------------------------------------
+
+def clean_reply(decoded: str) -> str:
+    """A generated reply as scored: its first line, without U+FFFD.
+
+    Byte-level tokenizers (SmolLM2's) can emit a lone byte of a multi-byte character
+    that decodes to U+FFFD ("\ufffd切…"): a decoding artefact, not a character the
+    model chose, so it is dropped before any metric sees the reply.
+    """
+    return decoded.split("\n")[0].replace("\ufffd", "").strip()
+
 
 def _lcs(a: str, b: str) -> int:
     previous = [0] * (len(b) + 1)
