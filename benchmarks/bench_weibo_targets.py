@@ -55,7 +55,7 @@ def run() -> dict:
     for row in results["paired"]:
         micro.setdefault(row["model"], {})[row["measure"]] = {
             "difference": round(row["difference vs (a)"], 4), "ci": [round(row["ci_low"], 4), round(row["ci_high"], 4)]}
-    personalised = [m for m in micro if m.startswith(("(b)", "(c)"))]
+    personalised = [m for m in micro if m.startswith(("(b", "(c"))]  # (b), (b+) copy-aware, (c)
     beats = {m: all(micro[m][k]["ci"][0] > 0 for k in ("rouge_l", "emotion_agrees")) for m in personalised}
     return {
         "profile": "full",
@@ -65,6 +65,6 @@ def run() -> dict:
         "macro_target": "best JS >= 30 % below the global prior",
         "macro_meets_target": {s: v["reduction"] >= 0.30 for s, v in macro.items()},
         "micro_vs_no_context": micro,
-        "micro_target": "(b) or (c) beats (a) on ROUGE-L and emotion agreement (paired 95 % CI above 0)",
+        "micro_target": "(b), (b+) or (c) beats (a) on ROUGE-L and emotion agreement (paired 95 % CI above 0)",
         "micro_meets_target": beats,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from crowdlens import replies, weibo
 
@@ -129,6 +130,16 @@ def test_reply_model_learns_a_users_habit(adapter, monkeypatch):
                                progress=False).fit(examples)
     assert model.losses_[-1] < model.losses_[0] / 3
     assert model.generate(examples.head(2), max_new_tokens=8) == ["转发微博", "转发微博"]
+    chosen, picked = model.choose(examples.head(2), [["股市大跌了", "转发微博"], ["转发微博", "哈哈"]])
+    assert chosen == ["转发微博", "转发微博"] and list(picked) == [1, 0]
+    # the cached-prompt score equals the mean log-probability of one plain forward pass
+    row = examples.iloc[0].to_dict() | {"reply": "股市大跌了"}
+    ids, labels = model._encode(row)
+    with torch.inference_mode():
+        logits = model.model_(input_ids=torch.tensor([ids])).logits[0, :-1]
+    target = torch.tensor(labels[1:])
+    plain = torch.log_softmax(logits.float(), -1)[target != -100].gather(1, target[target != -100][:, None]).mean()
+    assert model.reply_logprob(examples.head(1), [["股市大跌了"]])[0][0] == pytest.approx(plain.item(), abs=1e-4)
     gates = model.mean_gates(examples.head(2))
     if adapter == "mixture":
         sums = gates.groupby("layer")[["analyze", "compose"]].sum()

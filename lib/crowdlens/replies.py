@@ -191,6 +191,54 @@ class ReplyModel:
                 replies += [clean_reply(t) for t in self.tokenizer_.batch_decode(new, skip_special_tokens=True)]
         return replies
 
+    def reply_logprob(self, examples: pd.DataFrame, candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Per example, the mean log-probability per token (end of reply included) of each
+        candidate reply under the fitted model, given that example's prompt. The prompt is
+        run once per example and its key/value cache reused for every candidate."""
+        import copy
+
+        import torch
+
+        if len(candidates) != len(examples):
+            raise ValueError(f"one list of candidates per example: got {len(candidates)} lists "
+                             f"for {len(examples)} examples")
+        eos = self.tokenizer_.eos_token_id
+        keyword = _cache_keyword(self.model_)
+        scores = []
+        with torch.inference_mode():
+            for (_, row), options in tqdm(zip(examples.iterrows(), candidates), total=len(examples),
+                                          desc="scoring candidates", disable=not self.progress):
+                if not len(options):
+                    raise ValueError(f"example {row.name} has no candidate reply")
+                encoded = [self.tokenizer_(str(c)[: self.max_reply_chars], add_special_tokens=False)["input_ids"]
+                           + [eos] for c in options]
+                prompt = self.tokenizer_(self._prompt(row), add_special_tokens=False)["input_ids"]
+                prompt = prompt[-max(1, self.max_length - max(map(len, encoded))):]  # as _encode truncates
+                start = self.model_(input_ids=torch.tensor([prompt]), use_cache=True)
+                prompt_cache = getattr(start, "cache", None)
+                prompt_cache = start.past_key_values if prompt_cache is None else prompt_cache
+                first = torch.log_softmax(start.logits[0, -1].float(), -1)
+                row_scores = []
+                for reply in encoded:
+                    logprobs = first[reply[:1]]
+                    if len(reply) > 1:
+                        logits = self.model_(input_ids=torch.tensor([reply[:-1]]), use_cache=True,
+                                             **{keyword: copy.deepcopy(prompt_cache)}).logits[0]
+                        rest = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(reply[1:])[:, None])[:, 0]
+                        logprobs = torch.cat([logprobs, rest])
+                    row_scores.append(logprobs.mean().item())
+                scores.append(np.array(row_scores))
+        return scores
+
+    def choose(self, examples: pd.DataFrame, candidates: Sequence[Sequence[str]]) -> tuple[list[str], np.ndarray]:
+        """Copy-aware decoding: per example, the candidate the model finds likeliest per
+        token — e.g. its own greedy reply against the user's earlier replies, so a user
+        who repeats themselves can be predicted word for word. Returns the chosen replies
+        and the index of each choice in its candidate list."""
+        scores = self.reply_logprob(examples, candidates)
+        picked = np.array([int(np.argmax(s)) for s in scores])
+        return [str(options[k]) for options, k in zip(candidates, picked)], picked
+
     def mean_gates(self, examples: pd.DataFrame) -> pd.DataFrame | None:
         """For a mixture model: the mean analyze and compose gate weight of each expert over
         the prompts' tokens, per adapted layer (None for plain LoRA)."""
@@ -218,6 +266,15 @@ class ReplyModel:
             for e in range(layers[i].n_experts):
                 rows.append({"layer": i, "expert": e, "analyze": float(analyze[e]), "compose": float(compose[e])})
         return pd.DataFrame(rows)
+
+
+def _cache_keyword(model) -> str:
+    """The forward() keyword for a key/value cache: ``cache`` in newer transformers,
+    ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 # Metrics ---------------------------------------------------------------------------------
