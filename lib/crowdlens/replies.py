@@ -129,10 +129,14 @@ class ReplyModel:
         return get_peft_model(lm, LoraConfig(r=self.rank, lora_alpha=2 * self.rank, lora_dropout=0.0,
                                              target_modules=list(self.target_modules), task_type="CAUSAL_LM"))
 
+    def _reply_ids(self, reply: str) -> list[int]:
+        """A reply's tokens as the model learns and scores them: cut to ``max_reply_chars``, then end of reply."""
+        ids = self.tokenizer_(str(reply)[: self.max_reply_chars], add_special_tokens=False)["input_ids"]
+        return ids + [self.tokenizer_.eos_token_id]
+
     def _encode(self, row):
         prompt = self.tokenizer_(self._prompt(row), add_special_tokens=False)["input_ids"]
-        reply = self.tokenizer_(str(row["reply"])[: self.max_reply_chars], add_special_tokens=False)["input_ids"]
-        reply = reply + [self.tokenizer_.eos_token_id]
+        reply = self._reply_ids(row["reply"])
         prompt = prompt[-(self.max_length - len(reply)):] if len(prompt) + len(reply) > self.max_length else prompt
         return prompt + reply, [-100] * len(prompt) + reply
 
@@ -202,7 +206,6 @@ class ReplyModel:
         if len(candidates) != len(examples):
             raise ValueError(f"one list of candidates per example: got {len(candidates)} lists "
                              f"for {len(examples)} examples")
-        eos = self.tokenizer_.eos_token_id
         keyword = _cache_keyword(self.model_)
         scores = []
         with torch.inference_mode():
@@ -210,8 +213,7 @@ class ReplyModel:
                                           desc="scoring candidates", disable=not self.progress):
                 if not len(options):
                     raise ValueError(f"example {row.name} has no candidate reply")
-                encoded = [self.tokenizer_(str(c)[: self.max_reply_chars], add_special_tokens=False)["input_ids"]
-                           + [eos] for c in options]
+                encoded = [self._reply_ids(c) for c in options]
                 prompt = self.tokenizer_(self._prompt(row), add_special_tokens=False)["input_ids"]
                 prompt = prompt[-max(1, self.max_length - max(map(len, encoded))):]  # as _encode truncates
                 start = self.model_(input_ids=torch.tensor([prompt]), use_cache=True)
