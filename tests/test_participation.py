@@ -118,3 +118,53 @@ def test_average_probabilities_aligns_columns_by_class():
     assert np.allclose(mean, [[0.7, 0.3], [0.7, 0.3]])
     with pytest.raises(ValueError, match="disagree"):
         part.average_probabilities([a, ([], {}, np.ones((2, 2)) / 2, Fitted(["None", "Intention"]))])
+
+
+class _Memoriser:
+    """Predicts the label it was trained with for a text it has seen, else a uniform
+    guess: any item scored with certainty would betray that its own label was used."""
+
+    def fit(self, texts, labels):
+        self.memory_ = dict(zip(texts, labels))
+        self.classes_ = np.array(sorted(set(labels)))
+        return self
+
+    def predict_proba(self, texts):
+        uniform = np.full(len(self.classes_), 1 / len(self.classes_))
+        return np.array([(self.classes_ == self.memory_[t]).astype(float) if t in self.memory_ else uniform
+                         for t in texts])
+
+
+def test_crossfit_probabilities_are_out_of_fold_and_aligned_by_class():
+    texts = [f"comment {i}" for i in range(60)]
+    labels = ["None"] * 57 + ["Execution"] * 3  # rare: some folds train without it
+    classes = ["Call-to-action", "Execution", "None"]
+    p = part.crossfit_probabilities(_Memoriser, texts, labels, classes, folds=5, seed=1)
+    assert p.shape == (60, 3)
+    assert (p.max(1) < 1).all()  # no item was scored by a model that memorised it
+    assert np.allclose(p.sum(1), 1) and (p[:, 0] == 0).all()  # a class no fold trained on gets 0
+    fold = part.fold_assignment(60, 5, 1)
+    for k in range(5):  # a fold whose training part lacks Execution splits only over None
+        rest = [l for l, f in zip(labels, fold) if f != k]
+        expected = 0.5 if "Execution" in rest else 0.0
+        assert np.allclose(p[fold == k, 1], expected)
+
+    # a duplicated text in another fold is memorised, as it should be: the folds split items, not texts
+    twins = part.crossfit_probabilities(_Memoriser, ["a", "a", "b", "c"] * 5, ["None", "None", "Execution", "None"] * 5,
+                                        classes, folds=2, seed=0)
+    assert np.allclose(twins[::4, 2], 1)
+    with pytest.raises(ValueError, match="not among classes"):
+        part.crossfit_probabilities(_Memoriser, texts, labels, ["None"], folds=5)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        part.crossfit_probabilities(_Memoriser, texts, labels, classes, folds=1)
+
+
+def test_raw_rows_score_the_most_probable_class():
+    y = np.array(["None", "Execution", "None", "None"])
+    p = np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])  # columns: Execution, None
+    rows, predictions = part.raw_rows("m", "multiclass", p, ["Execution", "None"], y, n_boot=50)
+    assert list(predictions["raw"]) == ["None", "Execution", "None", "Execution"]
+    assert [r["decision"] for r in rows] == ["raw"]
+    from sklearn.metrics import f1_score
+
+    assert rows[0]["weighted_f1"] == pytest.approx(f1_score(y, predictions["raw"], average="weighted"))

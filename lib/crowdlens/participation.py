@@ -150,6 +150,54 @@ def best_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y_tru
         y_true, predict_with_none_threshold(probabilities, classes, t))))
 
 
+def fold_assignment(n: int, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """A fold number in [0, folds) for each of ``n`` items; the same for every
+    cross-fitted step that shares ``folds`` and ``seed``."""
+    if folds < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds, not {folds}")
+    return np.random.default_rng(seed).integers(0, folds, n)
+
+
+def crossfit_probabilities(make_estimator, texts: Sequence[str], labels: Sequence[str], classes: Sequence[str],
+                           folds: int = 5, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """Out-of-fold probabilities of a model trained on labelled target items.
+
+    For each fold, ``make_estimator()`` (a fresh, unfitted classifier) is fitted on the
+    other folds' texts and labels and scores this fold, so no item is scored by a model
+    that saw its label. Columns follow ``classes``; a class missing from a fold's
+    training part gets probability 0 there.
+    """
+    texts, labels, classes = list(texts), np.asarray(labels, dtype=object), list(classes)
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among classes {classes}")
+    from tqdm.auto import tqdm
+
+    fold = fold_assignment(len(texts), folds, seed)
+    probabilities = np.zeros((len(texts), len(classes)))
+    for k in tqdm(range(folds), desc="cross-fitted folds", unit="fold", disable=not progress):
+        fit, held_out = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        if not len(held_out):
+            continue
+        estimator = make_estimator().fit([texts[i] for i in fit], list(labels[fit]))
+        own = list(estimator.classes_)
+        scored = np.asarray(estimator.predict_proba([texts[i] for i in held_out]))
+        for j, label in enumerate(own):
+            probabilities[held_out, classes.index(label)] = scored[:, j]
+    return probabilities
+
+
+def raw_rows(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str], y_test: Sequence[str],
+             n_boot: int = 1000, seed: int = 0) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Score the most probable class only: for probabilities that already come out of
+    fold (``crossfit_probabilities``), where a threshold tuned on other folds would
+    reuse labels their models were trained on. Returns table rows and predictions."""
+    predictions = {"raw": np.asarray(classes)[np.asarray(probabilities).argmax(1)]}
+    return [{"model": name, "task": task, "decision": "raw", **score(y_test, predictions["raw"], n_boot, seed)}], predictions
+
+
 def crossfit_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y_true: Sequence[str],
                             folds: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Target-domain calibration with labelled test items, cross-fitted.
@@ -161,7 +209,7 @@ def crossfit_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y
     """
     y_true = np.asarray(y_true)
     classes = np.asarray(classes)
-    fold = np.random.default_rng(seed).integers(0, folds, len(y_true))
+    fold = fold_assignment(len(y_true), folds, seed)
     predictions = np.empty(len(y_true), dtype=object)
     thresholds = np.zeros(folds)
     candidates = none_threshold_candidates(probabilities, classes)
