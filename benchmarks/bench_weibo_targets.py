@@ -6,44 +6,13 @@ personalised model beats LoRA without user context on ROUGE-L and emotion agreem
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import nbformat
-
-from crowdlens import book
-from crowdlens.config import cache_dir
+from chapter_runs import chapter_results, run_metadata
 
 CHAPTER = "weibo_crowds"
 
 
-def latest_full_run() -> Path | None:
-    """The newest executed full-profile notebook of the chapter in the cache, if any."""
-    runs = sorted((cache_dir() / "book" / "chapters").glob(f"{CHAPTER}-*.ipynb"), key=lambda p: p.stat().st_mtime)
-    for path in reversed(runs):
-        if nbformat.read(path, as_version=4).metadata.get("crowdlens", {}).get("profile") == "full":
-            return path
-    return None
-
-
-def chapter_results(profile: str = "full") -> tuple[dict, dict]:
-    """The results cell of the full run. An hour-long run is not repeated for every code
-    change: without CROWDLENS_BENCH_RERUN=1 the newest cached full run is read (its
-    commit is reported); with it, or when there is none, the chapter executes now."""
-    path = None if os.environ.get("CROWDLENS_BENCH_RERUN") == "1" else latest_full_run()
-    if path is None:
-        path = book.execute_chapter(CHAPTER, profile).notebook
-    notebook = nbformat.read(path, as_version=4)
-    meta = notebook.metadata.get("crowdlens", {})
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            if "application/json" in output.get("data", {}):
-                return output["data"]["application/json"], meta
-    raise RuntimeError(f"{CHAPTER} has no results cell; rerun it with `crowdlens book --only {CHAPTER} --force`")
-
-
 def run() -> dict:
-    results, meta = chapter_results("full")
+    results, meta = chapter_results(CHAPTER, "full")
     macro = {}
     for split in ("random", "time"):
         rows = [r for r in results["macro"] if r["split"] == split]
@@ -59,8 +28,7 @@ def run() -> dict:
     beats = {m: all(micro[m][k]["ci"][0] > 0 for k in ("rouge_l", "emotion_agrees")) for m in personalised}
     return {
         "profile": "full",
-        "chapter_seconds": meta.get("seconds"),
-        "chapter_run": {k: meta.get(k) for k in ("git_commit", "started", "finished", "cache_key")},
+        **run_metadata(meta),
         "macro": macro,
         "macro_target": "best JS >= 30 % below the global prior",
         "macro_meets_target": {s: v["reduction"] >= 0.30 for s, v in macro.items()},
