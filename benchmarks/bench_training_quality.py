@@ -1,39 +1,46 @@
-"""Weighted F1 (95 % bootstrap CI) on the 809 test comments of the fine-tuned offline
-encoder with the full-profile training settings: binary, and five-class both flat (one
-five-way encoder) and layered (binary, then the four levels)."""
+"""Weighted F1 (95 % bootstrap CI) on the 809 test comments, from the training
+chapter's full-profile run (executed first when the cache lacks it; about an hour on
+2 cores): the offline encoder's best binary and five-class (flat or layered) rows
+against the paper's 0.71 — trained on the training set alone, and with the
+cross-fitted target-domain encoder that also trains on other folds of the test set."""
 
 from __future__ import annotations
 
-import time
+from chapter_runs import chapter_results, run_metadata
 
-from crowdlens import book, data, participation as part
-from crowdlens.encoders import EncoderClassifier
+CHAPTER = "training"
+PAPER = 0.71
+
+
+def best(rows: list[dict], task_names: tuple[str, ...]) -> dict | None:
+    candidates = [r for r in rows if r["task"] in task_names]
+    if not candidates:
+        return None
+    top = max(candidates, key=lambda r: r["weighted_f1"])
+    return {"model": top["model"], "task": top["task"], "decision": top["decision"],
+            **{k: round(top[k], 4) for k in ("weighted_f1", "ci_low", "ci_high", "macro_f1")}}
 
 
 def run() -> dict:
-    settings = {**book.chapter_parameters("training"), **book.PROFILES["full"]["training"]}
-    train, test = data.load_collective_action("train"), data.load_collective_action("test")
-    column = settings["text_column"]
-
-    def encoder():
-        return EncoderClassifier(settings["encoder_model"], max_length=settings["max_length"], epochs=settings["epochs"],
-                                 batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-                                 seed=settings["seed"], progress=True)
-
-    started = time.perf_counter()
-    binary_rows, binary_predictions, _, _ = part.run_model("encoder", encoder(), "binary", train, test, column,
-                                                           settings["calibration_folds"], settings["seed"])
-    flat_rows, _, _, _ = part.run_model("encoder", encoder(), "multiclass", train, test, column,
-                                        settings["calibration_folds"], settings["seed"])
-    _, levels, _, _ = part.run_model("encoder", encoder(), "levels", train, test, column)
-    layered_rows, _ = part.layered_rows("encoder", binary_predictions, levels["raw"], test)
-    seconds = time.perf_counter() - started
-    result = {"settings": settings, "training_and_scoring_seconds": round(seconds, 1), "paper_weighted_f1": 0.71}
-    for row in binary_rows + flat_rows + layered_rows:
-        result[f"{row['task']} / {row['decision']}"] = {k: round(v, 4) for k, v in row.items()
-                                                       if k in ("weighted_f1", "ci_low", "ci_high", "macro_f1")}
-    best = {task: max(v["weighted_f1"] for k, v in result.items() if k.startswith(task + " /"))
-            for task in ("binary", "multiclass", "layered")}
-    result["best_weighted_f1"] = best
-    result["meets_target"] = best["binary"] >= 0.71 and max(best["multiclass"], best["layered"]) >= 0.71
-    return result
+    results, meta = chapter_results(CHAPTER, "full")
+    encoder_rows = [r for r in results["results"] if "encoder" in r["model"]]
+    protocols = {
+        "training set only": [r for r in encoder_rows if "target folds" not in r["model"]],
+        "with target folds (cross-fitted)": encoder_rows,
+    }
+    summary = {}
+    for protocol, rows in protocols.items():
+        binary, five = best(rows, ("binary",)), best(rows, ("multiclass", "layered"))
+        summary[protocol] = {"binary": binary, "five_class": five,
+                             "meets_target": bool(binary and five and binary["weighted_f1"] >= PAPER
+                                                  and five["weighted_f1"] >= PAPER)}
+    return {
+        "profile": "full",
+        **run_metadata(meta),
+        "paper_weighted_f1": PAPER,
+        "floor_always_none": results["floor"],
+        "best_by_protocol": summary,
+        "target": "offline encoder: weighted F1 >= 0.71 on binary and five-class",
+        "meets_target": {protocol: s["meets_target"] for protocol, s in summary.items()},
+        "rows": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in encoder_rows],
+    }
