@@ -20,6 +20,29 @@ def test_f1_family_matches_hand_computation_and_sklearn():
     assert table.loc["a", "recall"] == pytest.approx(2 / 3) and table.loc["c", "support"] == 1
 
 
+@pytest.mark.parametrize("case", range(40))
+def test_f1_counts_agree_with_sklearn_on_random_labels(case):
+    # the counting F1 replaces sklearn's in the bootstraps; it must give sklearn's numbers,
+    # with and without an explicit label list (absent labels, a subset, another order)
+    rng = np.random.default_rng(case)
+    alphabet = np.array(["None", "PS", "CA", "IN", "EX"])
+    n = int(rng.integers(1, 60))
+    y_true = alphabet[rng.integers(0, int(rng.integers(1, 6)), n)]
+    y_pred = alphabet[rng.integers(0, int(rng.integers(1, 6)), n)]
+    label_sets = [None, ["EX", "None", "zz"], list(rng.permutation(alphabet)[: int(rng.integers(1, 6))])]
+    for labels in label_sets:
+        for ours, average in [(M.weighted_f1, "weighted"), (M.macro_f1, "macro")]:
+            expected = f1_score(y_true, y_pred, labels=labels, average=average, zero_division=0)
+            assert ours(y_true, y_pred, labels) == pytest.approx(expected), (labels, average)
+    codes = rng.integers(0, 3, n)
+    assert M.weighted_f1(codes, codes[::-1]) == pytest.approx(f1_score(codes, codes[::-1], average="weighted"))
+
+
+def test_f1_refuses_arrays_of_different_length():
+    with pytest.raises(ValueError, match="same 1-d shape"):
+        M.weighted_f1(["a", "b"], ["a"])
+
+
 def test_always_none_floor():
     y_true = ["None"] * 3 + ["PS"]
     assert M.weighted_f1(y_true, ["None"] * 4) == pytest.approx(0.75 * (2 * 0.75 / 1.75))

@@ -35,6 +35,22 @@ def test_minilm_forward_pass_gives_sentence_embeddings():
     assert similar > different
 
 
+def test_cached_embeddings_are_reused_only_for_the_same_texts(isolated_cache, monkeypatch):
+    texts = ["We should organise a protest.", "Nice weather."]
+    first = models.embed(texts, cache=True)
+    assert len(list((isolated_cache / "embeddings").glob("*.npy"))) == 1
+
+    import sentence_transformers
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the cached texts were embedded again")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", no_model)
+    assert (models.embed(texts, cache=True) == first).all()
+    with pytest.raises(AssertionError, match="embedded again"):
+        models.embed(texts[:1], cache=True)  # other texts: a new key, computed again
+
+
 def test_minilm_takes_a_classification_head():
     tokenizer, model = models.load_sequence_classifier("minilm", num_labels=5)
     logits = model(**tokenizer(["a comment"], return_tensors="pt")).logits

@@ -35,8 +35,10 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "data_tour": {"sample_rows": 20_000},
         "annotation": {"crowd_items": 300, "repetitions": 1, "llm_sample": 40},
-        "training": {"train_rows": 600, "epochs": 1, "max_length": 96, "n_boot": 300, "llm_sample": 40,
-                     "encoder_ablation": False, "sft_rows": 8, "dpo_rows": 4, "llm_tuned_test": 16,
+        # quick training stays within the 5 minutes on 2 cores: the encoders are compute-bound
+        # (3 fits + 2 target folds), the language-model rows are smoke tests on a few comments
+        "training": {"train_rows": 400, "test_rows": 400, "epochs": 1, "max_length": 96, "n_boot": 300, "llm_sample": 20,
+                     "encoder_ablation": False, "sft_rows": 8, "dpo_rows": 4, "llm_tuned_test": 8,
                      "target_folds": 2, "target_tasks": ["multiclass"]},
         "reddit_communities": {"sample_rows": 15_000, "classifier_train_rows": 800, "classifier_epochs": 2,
                                "n_boot": 200, "topic_sample": 1500, "n_topics": 8},

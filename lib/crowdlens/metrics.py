@@ -8,17 +8,45 @@ from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import f1_score, precision_recall_fscore_support
+from sklearn.metrics import precision_recall_fscore_support
+
+
+def _f1_by_label(y_true, y_pred, labels: Sequence | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label F1 (0 where a label is neither true nor predicted) and true support,
+    from counts. The same numbers as scikit-learn's ``f1_score(..., zero_division=0)``,
+    without its input validation, which costs ~10 ms a call and made a 1,000-sample
+    bootstrap take seconds per table row."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.ndim != 1:
+        raise ValueError(f"y_true and y_pred need the same 1-d shape, not {y_true.shape} and {y_pred.shape}")
+    values, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+    true_codes, pred_codes = codes[: len(y_true)], codes[len(y_true):]
+    size = len(values)
+    support = np.bincount(true_codes, minlength=size)
+    predicted = np.bincount(pred_codes, minlength=size)
+    hits = np.bincount(true_codes[true_codes == pred_codes], minlength=size)
+    if labels is not None:
+        # counts in the order of ``labels``; a label absent from both arrays counts 0 (index -1 hits the pad)
+        index = {value: i for i, value in enumerate(values.tolist())}
+        rows = [index.get(label, -1) for label in np.asarray(labels).tolist()]
+        support, predicted, hits = (np.append(counts, 0)[rows] for counts in (support, predicted, hits))
+    denominator = support + predicted
+    f1 = np.divide(2.0 * hits, denominator, out=np.zeros(len(denominator)), where=denominator > 0)
+    return f1, support
 
 
 def weighted_f1(y_true, y_pred, labels: Sequence | None = None) -> float:
-    """F1 per class averaged with class support as weights (the paper's headline)."""
-    return float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))
+    """F1 per class averaged with class support as weights (the paper's headline);
+    equal to scikit-learn's ``f1_score(average="weighted", zero_division=0)``."""
+    f1, support = _f1_by_label(y_true, y_pred, labels)
+    return float(f1 @ support / support.sum()) if support.sum() else 0.0
 
 
 def macro_f1(y_true, y_pred, labels: Sequence | None = None) -> float:
-    """Unweighted mean of per-class F1: every class counts the same."""
-    return float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0))
+    """Unweighted mean of per-class F1: every class counts the same; equal to
+    scikit-learn's ``f1_score(average="macro", zero_division=0)``."""
+    f1, _ = _f1_by_label(y_true, y_pred, labels)
+    return float(f1.mean()) if len(f1) else 0.0
 
 
 def per_class(y_true, y_pred, labels: Sequence) -> pd.DataFrame:

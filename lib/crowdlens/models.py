@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from crowdlens.config import atomic_dir, cache_dir
+from crowdlens.config import atomic_dir, atomic_path, cache_dir
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -139,12 +139,31 @@ def load_causal_lm(name: str = "smollm2"):
     return tokenizer, _from_pretrained(AutoModelForCausalLM, name)
 
 
-def embed(texts: list[str], model: str = "minilm", batch_size: int = 64, progress: bool = False):
-    """Mean-pooled, L2-normalised sentence embeddings (numpy, one row per text)."""
+def embed(texts: list[str], model: str = "minilm", batch_size: int = 64, progress: bool = False,
+          cache: bool = False):
+    """Mean-pooled, L2-normalised sentence embeddings (numpy, one row per text).
+
+    With ``cache=True`` the array is kept in ``$CROWDLENS_CACHE/embeddings``, keyed by
+    the model and the exact texts, so a second model fitted on the same texts (the
+    binary and five-class baselines, a rerun with other parameters) does not embed them again.
+    """
+    import numpy as np
+
+    texts = [str(t) for t in texts]
+    path = None
+    if cache:
+        digest = hashlib.sha256(json.dumps([resolve_model(model), texts]).encode()).hexdigest()[:24]
+        path = cache_dir() / "embeddings" / f"{digest}.npy"
+        if path.is_file():
+            return np.load(path)
     from sentence_transformers import SentenceTransformer
 
     encoder = SentenceTransformer(resolve_model(model), device="cpu")
-    return encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress)
+    vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress)
+    if path is not None:
+        with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, vectors)
+    return vectors
 
 
 def classifiers_cache_dir() -> Path:

@@ -67,15 +67,16 @@ class TfidfLogReg(_ProbaMixin):
 
 class CentroidClassifier(_ProbaMixin):
     """Nearest centroid on L2-normalised sentence embeddings (cosine similarity);
-    probabilities are a softmax of similarities with a temperature."""
+    probabilities are a softmax of similarities with a temperature. Embeddings are
+    cached on disk (``cache_embeddings``), as the same texts serve several tasks."""
 
-    def __init__(self, model: str = "minilm", temperature: float = 0.05):
-        self.model, self.temperature = model, temperature
+    def __init__(self, model: str = "minilm", temperature: float = 0.05, cache_embeddings: bool = True):
+        self.model, self.temperature, self.cache_embeddings = model, temperature, cache_embeddings
 
     def fit(self, texts, labels):
         from crowdlens.models import embed
 
-        vectors = embed(list(texts), self.model)
+        vectors = embed(list(texts), self.model, cache=self.cache_embeddings)
         labels = np.asarray(labels)
         self.classes_ = np.array(sorted(set(labels)))
         centroids = np.stack([vectors[labels == c].mean(0) for c in self.classes_])
@@ -85,7 +86,7 @@ class CentroidClassifier(_ProbaMixin):
     def predict_proba(self, texts):
         from crowdlens.models import embed
 
-        similarity = embed(list(texts), self.model) @ self.centroids_.T / self.temperature
+        similarity = embed(list(texts), self.model, cache=self.cache_embeddings) @ self.centroids_.T / self.temperature
         similarity -= similarity.max(1, keepdims=True)
         p = np.exp(similarity)
         return p / p.sum(1, keepdims=True)
