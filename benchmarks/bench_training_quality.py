@@ -10,6 +10,7 @@ from chapter_runs import chapter_results, run_metadata
 
 CHAPTER = "training"
 PAPER = 0.71
+TEST_COMMENTS = 809  # the paper's whole test set; a run on a sample (test_rows) cannot meet the target
 
 
 def best(rows: list[dict], task_names: tuple[str, ...]) -> dict | None:
@@ -28,16 +29,18 @@ def run() -> dict:
         "training set only": [r for r in encoder_rows if "target folds" not in r["model"]],
         "with target folds (cross-fitted)": encoder_rows,
     }
+    whole_test = results.get("test_comments") == TEST_COMMENTS
     summary = {}
     for protocol, rows in protocols.items():
         binary, five = best(rows, ("binary",)), best(rows, ("multiclass", "layered"))
         summary[protocol] = {"binary": binary, "five_class": five,
-                             "meets_target": bool(binary and five and binary["weighted_f1"] >= PAPER
+                             "meets_target": bool(whole_test and binary and five and binary["weighted_f1"] >= PAPER
                                                   and five["weighted_f1"] >= PAPER)}
     return {
         "profile": "full",
         **run_metadata(meta),
         "paper_weighted_f1": PAPER,
+        "test_comments": results.get("test_comments"),
         "floor_always_none": results["floor"],
         "best_by_protocol": summary,
         "target": "offline encoder: weighted F1 >= 0.71 on binary and five-class",

@@ -21,11 +21,25 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
+def cpu() -> dict:
+    """The CPU model and the vector extensions int8 inference depends on: the same code
+    scores about twice as fast with AVX-512 VNNI as on an AVX2-only host."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"model": platform.processor()}
+    fields = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in info.splitlines() if ":" in line)}
+    flags = fields.get("flags", "").split()
+    return {"model": fields.get("model name", ""),
+            "int8_extensions": sorted(f for f in flags if "vnni" in f or f in {"avx2", "avx512f", "amx_int8"})}
+
+
 def machine() -> dict:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "cpu": cpu(),
         "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
 
