@@ -8,7 +8,7 @@ import sys
 import tempfile
 import time
 
-import nbformat
+from chapter_runs import run_meta
 
 from crowdlens import book
 
@@ -22,8 +22,7 @@ def run() -> dict:
         total = time.perf_counter() - started
     chapters = {}
     for name in book.toc_chapters():
-        meta = nbformat.read(book.executed_dir() / f"{name}.ipynb", as_version=4).metadata.get("crowdlens", {})
-        chapters[name] = meta.get("seconds")
+        chapters[name] = run_meta(book.executed_dir() / f"{name}.ipynb").get("seconds")
     return {
         "profile": "quick",
         "total_seconds": round(total, 1),

@@ -12,7 +12,7 @@ import time
 
 import nbformat
 
-from chapter_runs import latest_full_run, run_metadata
+from chapter_runs import latest_full_run, run_meta, run_metadata
 
 from crowdlens import book
 
@@ -29,10 +29,9 @@ def run() -> dict:
         wall = time.perf_counter() - started
     notebook = nbformat.read(book.executed_dir() / f"{CHAPTER}.ipynb", as_version=4)
     seconds = notebook.metadata.get("crowdlens", {}).get("seconds")
-    cells = sorted(((cell.metadata.get("papermill", {}).get("duration") or 0, cell.source.splitlines()[0][:60])
+    cells = sorted(((cell.metadata.get("papermill", {}).get("duration") or 0, (cell.source.splitlines() or [""])[0][:60])
                     for cell in notebook.cells if cell.cell_type == "code"), reverse=True)[:6]
     full = latest_full_run(CHAPTER)
-    full_meta = nbformat.read(full, as_version=4).metadata.get("crowdlens", {}) if full else {}
     return {
         "profile": "quick",
         "quick_chapter_seconds": seconds,
@@ -40,5 +39,5 @@ def run() -> dict:
         "slowest_cells": [{"seconds": round(s, 1), "cell": first_line} for s, first_line in cells],
         "target": f"quick training chapter <= {QUICK_LIMIT_SECONDS} s on 2 cores, empty cache",
         "meets_target": bool(seconds is not None and seconds <= QUICK_LIMIT_SECONDS),
-        "full_profile": run_metadata(full_meta) if full else "no full-profile run in the cache yet",
+        "full_profile": run_metadata(run_meta(full)) if full else "no full-profile run in the cache yet",
     }

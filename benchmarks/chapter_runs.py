@@ -13,11 +13,16 @@ from crowdlens import book
 from crowdlens.config import cache_dir
 
 
+def run_meta(path: Path) -> dict:
+    """What the book runner recorded of an executed chapter (profile, seconds, commit...)."""
+    return nbformat.read(path, as_version=4).metadata.get("crowdlens", {})
+
+
 def latest_full_run(chapter: str) -> Path | None:
     """The newest executed full-profile notebook of ``chapter`` in the cache, if any."""
     runs = sorted((cache_dir() / "book" / "chapters").glob(f"{chapter}-*.ipynb"), key=lambda p: p.stat().st_mtime)
     for path in reversed(runs):
-        if nbformat.read(path, as_version=4).metadata.get("crowdlens", {}).get("profile") == "full":
+        if run_meta(path).get("profile") == "full":
             return path
     return None
 

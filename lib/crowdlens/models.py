@@ -149,16 +149,16 @@ def embed(texts: list[str], model: str = "minilm", batch_size: int = 64, progres
     """
     import numpy as np
 
-    texts = [str(t) for t in texts]
+    texts, source = [str(t) for t in texts], resolve_model(model)
     path = None
     if cache:
-        digest = hashlib.sha256(json.dumps([resolve_model(model), texts]).encode()).hexdigest()[:24]
+        digest = hashlib.sha256(json.dumps([source, texts]).encode()).hexdigest()[:24]
         path = cache_dir() / "embeddings" / f"{digest}.npy"
         if path.is_file():
             return np.load(path)
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(resolve_model(model), device="cpu")
+    encoder = SentenceTransformer(source, device="cpu")
     vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress)
     if path is not None:
         with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:
