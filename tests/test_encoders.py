@@ -161,3 +161,37 @@ def test_throughput_compares_each_backend_with_the_first():
     assert (table["comments_per_s"] <= table["fastest_comments_per_s"]).all()
     with pytest.raises(ValueError, match="repeats"):
         throughput(counted, ["a"], repeats=0)
+
+
+@pytest.mark.slow
+def test_distil_keeps_the_chosen_layers_and_learns_the_teachers_logits(tmp_path):
+    texts, labels = data()
+    teacher = EncoderClassifier(max_length=24, epochs=3, learning_rate=1e-4, batch_size=8,
+                                validation_share=0.0, progress=False).fit(texts, labels)
+    transfer = texts + ["Everyone should join the picket line", "I had soup for lunch", "March with us on Monday",
+                        "The garden needs water", "Strike now, all of you", "My dog likes the park"]
+    held_out = ["Walk out with the union tomorrow", "I read a novel on the train"]
+    before = teacher.predict_proba(held_out)
+    # the teacher's layers as they are, without training: the error distillation has to remove
+    untrained = teacher.distil(transfer, layers=[0, 2, 4], epochs=0, progress=False)
+    student = teacher.distil(transfer, layers=[0, 2, 4], epochs=6, learning_rate=2e-4, batch_size=8, progress=False)
+    assert len(student.model_.bert.encoder.layer) == 3 and student.model_.config.num_hidden_layers == 3
+    assert len(teacher.model_.bert.encoder.layer) == 6  # the teacher is left whole
+    assert np.allclose(teacher.predict_proba(held_out), before)
+
+    def gap(model):
+        return np.abs(model._logits(transfer) - teacher._logits(transfer)).mean()
+
+    assert gap(student) < gap(untrained) / 2
+    assert list(student.predict(held_out)) == list(teacher.predict(held_out)) == ["action", "other"]
+    assert student.history_[-1]["distil_epoch"] == 6
+    loaded = EncoderClassifier.load(student.save(tmp_path / "student"))
+    assert loaded.model_.config.num_hidden_layers == 3
+    assert np.allclose(loaded.predict_proba(held_out), student.predict_proba(held_out), atol=1e-5)
+    exported = loaded.to_onnx(tmp_path / "onnx", quantize=False)
+    assert np.allclose(exported.predict_proba(held_out), student.predict_proba(held_out), atol=1e-4)
+    for layers in ([], [4, 2], [0, 6]):
+        with pytest.raises(ValueError, match="increasing indices"):
+            teacher.distil(transfer, layers=layers)
+    with pytest.raises(ValueError, match="transfer texts"):
+        teacher.distil([], layers=[0])

@@ -60,12 +60,15 @@ class _BatchedClassifier:
     def _map_batches(self, run, batches):
         return map(run, batches)
 
-    def _logits(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+    def _logits(self, texts: Sequence[str], batch_size: int | None = None, progress: str | None = None) -> np.ndarray:
+        """Logits in input order; ``progress`` names a progress bar to show (None: none)."""
         encoded = self.tokenizer_([str(t) for t in texts], truncation=True, max_length=self.max_length)["input_ids"]
         out = np.zeros((len(encoded), len(self.labels_)), dtype=np.float32)
         batches = length_sorted_batches(encoded, batch_size or self.scoring_batch_size, self.tokenizer_.pad_token_id or 0)
-        for idx, logits in self._map_batches(lambda batch: (batch[0], self._run_batch(batch[1], batch[2])), batches):
-            out[idx] = logits
+        with tqdm(total=len(encoded), desc=progress, unit="text", disable=progress is None) as bar:
+            for idx, logits in self._map_batches(lambda batch: (batch[0], self._run_batch(batch[1], batch[2])), batches):
+                out[idx] = logits
+                bar.update(len(idx))
         return out
 
     def predict_proba(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
@@ -222,6 +225,75 @@ class EncoderClassifier(_BatchedClassifier):
             self.model_ = self.model_.merge_and_unload()  # a plain model again: saves and loads like any other
         self.model_.eval()
         return self
+
+    def distil(self, transfer_texts: Sequence[str], layers: Sequence[int] = (0, 2, 4), epochs: int = 2,
+               learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0,
+               progress: bool | None = None) -> "EncoderClassifier":
+        """A smaller copy of this fitted classifier that keeps only the encoder ``layers``
+        (DistilBERT's initialisation: every other layer of the teacher) and is trained to
+        reproduce this model's logits on ``transfer_texts`` (unlabelled; mean-centred
+        logits, squared error, so the student also matches the probabilities that a
+        threshold on P(None) reads, not only the argmax). Half the layers score about
+        twice as fast; its quality is for the caller to measure
+        (``participation.distil_classifier`` does, on the test comments)."""
+        import copy
+
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        if not hasattr(self, "model_"):
+            raise ValueError("fit or load the EncoderClassifier before distilling it")
+        encoder = getattr(getattr(self.model_, "base_model", None), "encoder", None)
+        teacher_layers = getattr(encoder, "layer", None)
+        if teacher_layers is None:
+            raise ValueError(f"distil keeps layers of BERT- or RoBERTa-style encoders; "
+                             f"{type(self.model_).__name__} has no base_model.encoder.layer")
+        layers = list(layers)
+        if not layers or sorted(set(layers)) != layers or not 0 <= layers[0] <= layers[-1] < len(teacher_layers):
+            raise ValueError(f"layers must be increasing indices of the teacher's {len(teacher_layers)} layers, "
+                             f"got {layers}")
+        texts = [str(t) for t in transfer_texts]
+        if not texts:
+            raise ValueError("distil needs transfer texts (unlabelled comments of the domain to score)")
+        progress = self.progress if progress is None else progress
+        targets = self._logits(texts, progress="teacher logits" if progress else None)
+        student = copy.copy(self)
+        student.model_ = copy.deepcopy(self.model_)
+        kept = student.model_.base_model.encoder
+        kept.layer = torch.nn.ModuleList([kept.layer[i] for i in layers])
+        student.model_.config.num_hidden_layers = len(layers)
+        student.history_ = list(self.history_) + [{"distilled_from_layers": len(teacher_layers), "kept_layers": layers,
+                                                   "transfer_texts": len(texts)}]
+        student.card_ = {}  # a new model: not the teacher's saved card or folder (ONNX exports compare them)
+        student.__dict__.pop("path_", None)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        encoded = self.tokenizer_(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        batches = list(length_sorted_batches(encoded, batch_size, self.tokenizer_.pad_token_id or 0))
+        model = student.model_.eval()  # no dropout: the targets are deterministic, and matching them is the task
+        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+        steps = epochs * len(batches)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps), steps)
+        for epoch in range(epochs):
+            losses = []
+            bar = tqdm(total=len(texts), desc=f"distil {epoch + 1}/{epochs}", unit="text", disable=not progress)
+            for b in rng.permutation(len(batches)):
+                idx, ids, mask = batches[b]
+                logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+                target = torch.from_numpy(targets[idx])
+                loss = torch.nn.functional.mse_loss(logits - logits.mean(1, keepdim=True),
+                                                    target - target.mean(1, keepdim=True))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            bar.close()
+            student.history_.append({"distil_epoch": epoch + 1, "logit_mse": float(np.mean(losses))})
+        return student
 
     def _add_lora(self):
         """Train LoRA adapters (peft) and the new head instead of every weight: the way to
