@@ -102,8 +102,23 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     stamp = exported.stat().st_mtime_ns
     again.to_onnx(quantize=False)
     assert exported.stat().st_mtime_ns == stamp
-    with pytest.raises(models.ModelNotAvailableError, match="participation"):
+    with pytest.raises(models.ModelNotAvailableError, match="participation-distilled"):
         models.load_classifier("sentiment")
+
+    # the distilled copy: built from this teacher (found in the cache, not retrained), saved on its own
+    settings = dict(teacher=dict(epochs=1, train_rows=80), transfer_comments=40, epochs=1)
+    distilled = models.load_classifier("participation-distilled", progress=False, **settings)
+    assert distilled.binary.model_.config.num_hidden_layers == 3
+    assert distilled.levels.model_.config.num_hidden_layers == 6  # only the binary encoder is distilled
+    assert distilled.card["teacher_test_metrics"] == card["test_metrics"]
+    assert distilled.card["layers"] == [0, 2, 4] and distilled.card["train_rows"] == 80
+    assert 0 <= distilled.card["test_agreement_with_teacher"] <= 1 and 0 < distilled.none_threshold < 1
+    assert len(distilled.test_predictions) == 809
+    assert set(distilled.predict(texts)) <= set(part.FIVE_CLASSES)
+    assert len(list(models.classifiers_cache_dir().glob("participation-*/card.json"))) == 2
+    assert models.load_classifier("participation-distilled", **settings).card == distilled.card
+    with pytest.raises(ValueError, match="'binary' and/or 'levels'"):
+        part.distil_classifier(again, parts=("encoder",))
 
 
 def test_average_probabilities_aligns_columns_by_class():

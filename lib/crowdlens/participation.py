@@ -425,7 +425,6 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
     from crowdlens.data import load_collective_action
     from crowdlens.encoders import EncoderClassifier
 
-    from crowdlens.book import git_commit
     from crowdlens.explore import sample
 
     train, test = load_collective_action("train"), load_collective_action("test")
@@ -437,19 +436,71 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
     levels = EncoderClassifier(model, **settings).fit(
         [t for t, p in zip(texts, positive) if p], train.loc[positive, "Label"].tolist())
 
+    card = {"name": "participation", "version": CARD_VERSION, "base_model": model, "epochs": epochs,
+            "max_length": max_length, "text_column": text_column, "seed": seed, "train_rows": len(train),
+            "data": "Pera & Aiello (2025) collective_action train_set.csv; threshold and metrics on test_set.csv"}
+    return _with_test_metrics(binary, levels, card, test, seed)
+
+
+def _with_test_metrics(binary, levels, card: dict, test: pd.DataFrame, seed: int = 0) -> ParticipationClassifier:
+    """The layered classifier of ``binary`` and ``levels``, its None threshold chosen on
+    ``test``, and the card completed with cross-fitted test metrics and the git commit."""
+    from crowdlens.book import git_commit
+
+    text_column = card["text_column"]
     test_texts = test[text_column].astype(str).tolist()
     y_binary, y_five = task_labels(test, "binary"), task_labels(test, "multiclass")
     p_binary = binary.predict_proba(test_texts)
     binary_cf, _ = crossfit_none_threshold(p_binary, binary.labels_, y_binary, folds=5, seed=seed)
     five_cf = layered(binary_cf, levels.predict(test_texts))
-    threshold = best_none_threshold(p_binary, binary.labels_, y_binary)
-    card = {"name": "participation", "version": CARD_VERSION, "base_model": model, "epochs": epochs,
-            "max_length": max_length, "text_column": text_column, "seed": seed, "train_rows": len(train),
-            "none_threshold": threshold, "git_commit": git_commit(),
-            "data": "Pera & Aiello (2025) collective_action train_set.csv; threshold and metrics on test_set.csv",
+    card = {**card, "none_threshold": best_none_threshold(p_binary, binary.labels_, y_binary),
+            "git_commit": git_commit(),
             "test_metrics": {"binary": score(y_binary, binary_cf, n_boot=200),
                              "multiclass_layered": score(y_five, five_cf, n_boot=200),
                              "decision": "cross-fitted None threshold (5 folds of the test comments)"}}
     predictions = pd.DataFrame({"CommentID": test["CommentID"].astype(str), "y_true": y_five, "y_pred": five_cf,
                                 "p_participation": 1 - p_binary[:, list(binary.labels_).index(NONE)]})
     return ParticipationClassifier(binary, levels, card, predictions)
+
+
+def distil_classifier(teacher: ParticipationClassifier, layers: Sequence[int] = (0, 2, 4),
+                      transfer_comments: int = 15000, epochs: int = 2, parts: Sequence[str] = ("binary",),
+                      seed: int = 0, progress: bool = True) -> ParticipationClassifier:
+    """A faster copy of ``teacher``: the encoders named in ``parts`` distilled
+    (``EncoderClassifier.distil``) into students that keep ``layers``; the others are
+    the teacher's. The default distils the binary encoder only: it reads every comment,
+    the level encoder only those it finds participating.
+
+    The transfer texts need no labels — the teacher's logits are the targets: a sample
+    of ``transfer_comments`` comments of the US local COVID subreddits plus the
+    training texts. Never the test comments, which then choose the student's None
+    threshold and measure it (cross-fitted, as for the teacher), nor the political
+    communities on which the throughput benchmark checks the two models' agreement.
+    The card keeps the teacher's test metrics and the share of test labels they share."""
+    from crowdlens.data import load_collective_action, load_reddit_covid
+    from crowdlens.explore import reddit_text, sample
+
+    unknown = set(parts) - {"binary", "levels"}
+    if unknown or not parts:
+        raise ValueError(f"parts names the encoders to distil, 'binary' and/or 'levels'; got {list(parts)}")
+    if teacher.test_predictions is None:
+        raise ValueError("distil a classifier saved with its test predictions (models.load_classifier)")
+    covid = load_reddit_covid()
+    covid = reddit_text(covid[covid["kind"] == "comment"])
+    covid = covid[covid.str.len() > 0]
+    train, test = load_collective_action("train"), load_collective_action("test")
+    text_column = teacher.card["text_column"]
+    transfer = (sample(covid.to_frame("text"), transfer_comments, seed)["text"].tolist()
+                + train[text_column].astype(str).tolist())
+    settings = dict(layers=layers, epochs=epochs, seed=seed, progress=progress)
+    binary, levels = (getattr(teacher, part).distil(transfer, **settings) if part in parts else getattr(teacher, part)
+                      for part in ("binary", "levels"))
+    card = {**{k: v for k, v in teacher.card.items() if k not in ("test_metrics", "none_threshold", "git_commit")},
+            "name": "participation-distilled", "layers": list(layers), "transfer_comments": transfer_comments,
+            "distil_epochs": epochs, "distilled_parts": list(parts),
+            "data": teacher.card.get("data", "") + "; distilled on US local COVID Reddit comments and the training texts",
+            "teacher_test_metrics": teacher.card.get("test_metrics")}
+    student = _with_test_metrics(binary, levels, card, test, seed)
+    agreement = (student.test_predictions["y_pred"].to_numpy() == teacher.test_predictions["y_pred"].to_numpy()).mean()
+    student.card["test_agreement_with_teacher"] = float(agreement)
+    return student
