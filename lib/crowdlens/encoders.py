@@ -45,6 +45,18 @@ def length_sorted_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad
         yield idx, ids, mask
 
 
+def _training_step(model, loss, optimizer, scheduler, losses: list[float]) -> None:
+    """Backpropagate ``loss`` with gradients clipped at norm 1, step, and record the loss."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    losses.append(loss.item())
+
+
 class _BatchedClassifier:
     """What both backends share: labels, length-sorted batches, softmax, argmax.
     Subclasses set ``labels_``, ``max_length``, ``tokenizer_`` and define ``_run_batch``;
@@ -193,13 +205,7 @@ class EncoderClassifier(_BatchedClassifier):
                 width = int(batch["attention_mask"].sum(1).max())  # trim padding: shorter batches run faster
                 batch = {k: v[:, :width] for k, v in batch.items()}
                 logits = self.model_(**batch).logits
-                loss = loss_fn(logits, torch.tensor(y[idx]))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.model_.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
+                _training_step(self.model_, loss_fn(logits, torch.tensor(y[idx])), optimizer, scheduler, losses)
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             bar.close()
@@ -283,12 +289,7 @@ class EncoderClassifier(_BatchedClassifier):
                 target = torch.from_numpy(targets[idx])
                 loss = torch.nn.functional.mse_loss(logits - logits.mean(1, keepdim=True),
                                                     target - target.mean(1, keepdim=True))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
+                _training_step(model, loss, optimizer, scheduler, losses)
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             bar.close()
