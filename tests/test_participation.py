@@ -3,6 +3,8 @@ the saved classifier behind models.load_classifier."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,6 +119,16 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     assert set(distilled.predict(texts)) <= set(part.FIVE_CLASSES)
     assert len(list(models.classifiers_cache_dir().glob("participation-*/card.json"))) == 2
     assert models.load_classifier("participation-distilled", **settings).card == distilled.card
+    # a retrained teacher (other test metrics) makes the saved student stale: it is distilled again
+    teacher_card = again.path / "card.json"
+    teacher_card.write_text(json.dumps({**card, "test_metrics": {"binary": {"weighted_f1": 0.5}}}))
+
+    def distilled_again(*args, **kwargs):
+        raise RuntimeError("distilled again")
+
+    monkeypatch.setattr(part, "distil_classifier", distilled_again)
+    with pytest.raises(RuntimeError, match="distilled again"):
+        models.load_classifier("participation-distilled", **settings)
     with pytest.raises(ValueError, match="'binary' and/or 'levels'"):
         part.distil_classifier(again, parts=("encoder",))
 

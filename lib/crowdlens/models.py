@@ -181,29 +181,46 @@ def load_classifier(name: str = "participation", retrain: bool = False, **train_
     arguments (``epochs``, ``train_rows``, ``model``...) other than the defaults are
     saved under their own folder, so a quick sample never replaces the full model.
 
-    ``participation-distilled``: the same classifier distilled into encoders of half
-    the layers (``participation.distil_classifier``: about twice as fast to score; its
-    card has its own test metrics beside the teacher's). Its arguments are those of
-    ``distil_classifier``, plus ``teacher``: a dict of ``participation`` arguments.
+    ``participation-distilled``: the same classifier with its binary encoder distilled
+    to half the layers (``participation.distil_classifier``: about twice as fast to
+    score; its card has its own test metrics beside the teacher's). Its arguments are
+    those of ``distil_classifier``, plus ``teacher``: a dict of ``participation``
+    arguments. It is distilled again when its teacher has been retrained since.
     """
     from crowdlens import participation
 
     if name not in SAVED_CLASSIFIERS:
         raise ModelNotAvailableError(f"no saved classifier '{name}'; available: {', '.join(SAVED_CLASSIFIERS)}")
-    key = {k: v for k, v in sorted(train_kwargs.items()) if k != "progress"}
-    folder = name if not key else f"{name}-" + hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:10]
-    path = classifiers_cache_dir() / folder
+    teacher_kwargs = dict(train_kwargs.pop("teacher", None) or {}) if name != "participation" else {}
+    path = _classifier_folder(name, {**train_kwargs, **({"teacher": teacher_kwargs} if teacher_kwargs else {})})
     card_file = path / "card.json"
     if card_file.is_file() and not retrain:
-        if json.loads(card_file.read_text()).get("version") == participation.CARD_VERSION:
+        card = json.loads(card_file.read_text())
+        if card.get("version") == participation.CARD_VERSION and (
+                name == "participation" or _same_teacher(card, _classifier_folder("participation", teacher_kwargs))):
             return participation.ParticipationClassifier.load(path)
     if name == "participation":
         classifier = participation.train_default_classifier(**train_kwargs)
     else:
-        teacher_kwargs = dict(train_kwargs.pop("teacher", None) or {})
         if "progress" in train_kwargs:
             teacher_kwargs.setdefault("progress", train_kwargs["progress"])
         classifier = participation.distil_classifier(load_classifier("participation", **teacher_kwargs), **train_kwargs)
     with atomic_dir(path) as staging:
         classifier.save(staging)
     return participation.ParticipationClassifier.load(path)
+
+
+def _classifier_folder(name: str, train_kwargs: dict) -> Path:
+    """Where a saved classifier lives: its name, plus a hash of non-default arguments,
+    so a quick sample never replaces the full model."""
+    key = {k: v for k, v in sorted(train_kwargs.items()) if k != "progress"}
+    folder = name if not key else f"{name}-" + hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:10]
+    return classifiers_cache_dir() / folder
+
+
+def _same_teacher(card: dict, teacher_folder: Path) -> bool:
+    """Whether the teacher saved in ``teacher_folder`` is the one ``card``'s model was
+    distilled from (same test metrics; a retrained teacher has others)."""
+    teacher_card = teacher_folder / "card.json"
+    return teacher_card.is_file() and json.loads(teacher_card.read_text()).get("test_metrics") == card.get(
+        "teacher_test_metrics")
