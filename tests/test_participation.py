@@ -118,19 +118,19 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     assert len(distilled.test_predictions) == 809
     assert set(distilled.predict(texts)) <= set(part.FIVE_CLASSES)
     assert len(list(models.classifiers_cache_dir().glob("participation-*/card.json"))) == 2
-    assert models.load_classifier("participation-distilled", **settings).card == distilled.card
-    # a retrained teacher (other test metrics) makes the saved student stale: it is distilled again
-    teacher_card = again.path / "card.json"
-    teacher_card.write_text(json.dumps({**card, "test_metrics": {"binary": {"weighted_f1": 0.5}}}))
+    with pytest.raises(ValueError, match="'binary' and/or 'levels'"):
+        part.distil_classifier(again, parts=("encoder",))
 
     def distilled_again(*args, **kwargs):
         raise RuntimeError("distilled again")
 
     monkeypatch.setattr(part, "distil_classifier", distilled_again)
+    assert models.load_classifier("participation-distilled", **settings).card == distilled.card  # from the cache
+    # a retrained teacher (other test metrics) makes the saved student stale: it is distilled again
+    teacher_card = again.path / "card.json"
+    teacher_card.write_text(json.dumps({**card, "test_metrics": {"binary": {"weighted_f1": 0.5}}}))
     with pytest.raises(RuntimeError, match="distilled again"):
         models.load_classifier("participation-distilled", **settings)
-    with pytest.raises(ValueError, match="'binary' and/or 'levels'"):
-        part.distil_classifier(again, parts=("encoder",))
 
 
 def test_average_probabilities_aligns_columns_by_class():
