@@ -10,6 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from crowdlens.book import runner
+from crowdlens.data import DataError, check, data_dir
+from crowdlens.data.fetch import fetch
+
 app = typer.Typer(help="CrowdLens: build the book, rerun chapters, fetch and check data.", no_args_is_help=True)
 data_app = typer.Typer(help="Fetch and check the book's datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -50,8 +54,6 @@ def book(
     no_html: bool = typer.Option(False, "--no-html", help="execute chapters but skip the Jupyter Book build"),
 ):
     """Execute the chapters of the book's toc with papermill and build the HTML book."""
-    from crowdlens import book as runner
-
     try:
         runs = runner.build_book(profile=profile, only=only or None, force=force, html=not no_html)
     except runner.BookError as exc:
@@ -75,8 +77,6 @@ def run(
     Overrides follow the chapter: -p NAME VALUE (repeatable), checked against the
     chapter's parameters cell before any kernel starts.
     """
-    from crowdlens import book as runner
-
     overrides = parse_param_args(ctx.args)
     try:
         runs = runner.build_book(profile=profile, only=[chapter], overrides={chapter: overrides},
@@ -91,8 +91,6 @@ def run(
 @app.command()
 def params(chapter: str = typer.Argument(..., help="chapter name")):
     """List a chapter's parameters, their defaults and each profile's values."""
-    from crowdlens import book as runner
-
     try:
         defaults = runner.chapter_parameters(chapter)
     except runner.BookError as exc:
@@ -112,9 +110,6 @@ def data_fetch(
     workers: int = typer.Option(8, "--workers", min=1, help="parallel downloads"),
 ):
     """Download the pinned upstream files (sha256-checked, resumable) and convert them to tables."""
-    from crowdlens.data import DataError
-    from crowdlens.data.fetch import fetch
-
     try:
         written = fetch(names or None, dest=dest, manifest=manifest, workers=workers)
     except DataError as exc:
@@ -126,8 +121,6 @@ def data_fetch(
 @data_app.command("check")
 def data_check(folder: Optional[Path] = typer.Argument(None, help="data folder (default: the resolved one)")):
     """Validate every table of a data folder and print rows and status."""
-    from crowdlens.data import check, data_dir
-
     target = folder if folder is not None else data_dir()
     report = check(target)
     table = RichTable("table", "file", "rows", "status", title=f"data folder: {target}")

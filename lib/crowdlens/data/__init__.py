@@ -21,4 +21,6 @@ from crowdlens.data.registry import (  # noqa: F401
     load_table,
     table_path,
 )
-from crowdlens.data.pseudonym import pseudonymise  # noqa: F401
+from crowdlens.data.pseudonym import NOT_PEOPLE, pseudonymise  # noqa: F401
+from crowdlens.data.reddit import covid_state, reddit_text, state_code  # noqa: F401
+from crowdlens.data.schemas import EMOTIONS, PARTICIPATION_LEVELS  # noqa: F401

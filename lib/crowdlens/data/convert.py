@@ -16,7 +16,7 @@ from typing import Callable
 import pandas as pd
 from tqdm import tqdm
 
-from crowdlens.config import atomic_path
+from crowdlens.core.config import atomic_path
 from crowdlens.data.pseudonym import pseudonymise
 from crowdlens.data.registry import TABLES, DataError
 

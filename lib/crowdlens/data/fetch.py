@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from crowdlens.config import PACKAGE_DIR, project_root, sha256_file
+from crowdlens.core.config import PACKAGE_DIR, project_root, sha256_file
+from crowdlens.data.convert import convert_source
 from crowdlens.data.registry import DataError, default_cache_data_dir, sources_for
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
@@ -155,8 +156,6 @@ def fetch(
     ``dest`` defaults to the user cache's data folder, where the loaders look
     last. Returns the path of every table written.
     """
-    from crowdlens.data import convert
-
     dest = Path(dest) if dest is not None else default_cache_data_dir()
     entries = read_manifest(manifest)
     written: dict[str, Path] = {}
@@ -165,5 +164,5 @@ def fetch(
         if not chosen:
             raise DataError(f"the manifest lists no files for '{source}'")
         local = download(chosen, dest / "raw", workers=workers, progress=progress)
-        written.update(convert.convert_source(source, list(zip(chosen, local)), dest, progress=progress))
+        written.update(convert_source(source, list(zip(chosen, local)), dest, progress=progress))
     return written

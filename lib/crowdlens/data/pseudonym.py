@@ -6,12 +6,13 @@ import hashlib
 
 import pandas as pd
 
-KEPT_AS_IS = frozenset({"[deleted]", "AutoModerator"})
+#: Author markers that are not people, kept as they are (never hashed, never counted as users).
+NOT_PEOPLE = frozenset({"[deleted]", "AutoModerator"})
 
 
 def pseudonymise_one(username: str) -> str:
     """First 12 hex characters of ``sha256("crowdlens:" + username)``."""
-    if username in KEPT_AS_IS:
+    if username in NOT_PEOPLE:
         return username
     return hashlib.sha256(f"crowdlens:{username}".encode("utf-8")).hexdigest()[:12]
 

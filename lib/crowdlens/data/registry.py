@@ -20,7 +20,7 @@ import pandera.errors
 import pandera.pandas as pa
 import pyarrow
 
-from crowdlens.config import cache_dir, project_root
+from crowdlens.core.config import cache_dir, project_root
 from crowdlens.data import schemas
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import pandera.pandas as pa
 
-PARTICIPATION_LABELS = ["Problem-Solution", "Call-to-action", "Intention", "Execution"]
-AUGMENTATION_TYPES = ["RedditExtension", "Synthetic"]
-EMOTIONS = ["happy", "angry", "sad", "fear", "surprise", "neutral"]
+#: The data's label vocabularies, defined once here at the bottom of the package;
+#: the studies re-export them (``crowdlens.participation.LEVELS``,
+#: ``crowdlens.crowd_response.EMOTIONS``). Participation levels lowest to highest.
+PARTICIPATION_LEVELS = ("Problem-Solution", "Call-to-action", "Intention", "Execution")
+AUGMENTATION_TYPES = ("RedditExtension", "Synthetic")
+EMOTIONS = ("happy", "angry", "sad", "fear", "surprise", "neutral")
 
 
 def _text(nullable: bool = True, **kwargs) -> pa.Column:
@@ -36,7 +39,7 @@ COLLECTIVE_ACTION = pa.DataFrameSchema(
         "OriginalText": _text(),
         "ActionFocusedText": _text(nullable=False),
         # empty Label = no participation ("None")
-        "Label": _in(PARTICIPATION_LABELS),
+        "Label": _in(PARTICIPATION_LEVELS),
         "AugmentationType": _in(AUGMENTATION_TYPES),
         "SimplifiedLabel": _in(["Participation"]),
     },

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdlens import annotate as A
+from crowdlens import participation as A
+from crowdlens.participation import lexicon
 
 
 # --- action-focused extraction ------------------------------------------------------------
@@ -36,15 +37,15 @@ def test_a_tie_goes_to_the_earlier_sentence():
 
 
 def test_gold_selection_finds_the_sentence_behind_a_released_window():
-    sentences, good = A.gold_selection("A b. C d. E f. G h.", "C d. E f. G h.")
+    sentences, good = lexicon.gold_selection("A b. C d. E f. G h.", "C d. E f. G h.")
     assert sentences == ["A b.", "C d.", "E f.", "G h."] and good == {2}
-    assert A.gold_selection("A b. C d.", "Something else.") is None
+    assert lexicon.gold_selection("A b. C d.", "Something else.") is None
 
 
 def test_token_overlap():
-    assert A.token_overlap("a b c", "a b c") == 1.0
-    assert A.token_overlap("a b", "c d") == 0.0
-    assert A.token_overlap("a b c d", "a b") == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert lexicon.token_overlap("a b c", "a b c") == 1.0
+    assert lexicon.token_overlap("a b", "c d") == 0.0
+    assert lexicon.token_overlap("a b c d", "a b") == pytest.approx(2 * 0.5 * 1 / 1.5)
 
 
 def test_learning_recovers_a_planted_dictionary():
@@ -70,7 +71,7 @@ def test_learning_recovers_a_planted_dictionary():
 def test_shipped_dictionary_is_what_learning_produces(shared_data, tmp_path):
     terms, path = A.relearn_shipped_dictionary(tmp_path / "terms.txt")
     assert sorted(terms) == sorted(A.load_dictionary().terms)
-    assert path.read_text() == A.default_dictionary_path().read_text()
+    assert path.read_text() == lexicon.default_dictionary_path().read_text()
 
 
 def test_shipped_dictionary_reproduces_the_released_test_windows(shared_data):
@@ -161,7 +162,7 @@ def test_llm_annotator_returns_a_valid_label_per_text(isolated_cache, monkeypatc
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     annotator = A.LLMAnnotator("smollm2")
     result = annotator.annotate(["Join the strike on Monday!", "I made pasta."], progress=False)
-    assert list(result["label"].isin(A.LABELS)) == [True, True]
-    assert (result["seconds"] > 0).all() and {f"score_{l}" for l in A.LABELS} <= set(result.columns)
+    assert list(result["label"].isin(A.FIVE_CLASSES)) == [True, True]
+    assert (result["seconds"] > 0).all() and {f"score_{l}" for l in A.FIVE_CLASSES} <= set(result.columns)
     # scores are calibrated: a content-free comment scores zero for every label
     assert np.allclose(annotator.scores("N/A") - annotator.baseline, 0.0, atol=1e-4)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from crowdlens import metrics as M
+from crowdlens.core import metrics as M
 
 
 def test_f1_family_matches_hand_computation_and_sklearn():
@@ -113,3 +113,11 @@ def test_divergences():
     assert M.kl_divergence(p, [0.25, 0.75]) == pytest.approx(0.5 * np.log(2) + 0.5 * np.log(0.5 / 0.75))
     rows = M.js_divergence(np.array([p, q]), np.array([p, p]))
     assert rows.shape == (2,) and rows[0] == pytest.approx(0, abs=1e-9) and rows[1] > 0
+
+
+def test_confusion_matrix_rows_are_conditional_on_the_truth():
+    y_true = ["None", "None", "None", "Execution", "Execution"]
+    y_pred = ["None", "None", "Execution", "Execution", "None"]
+    m = M.confusion_matrix(y_true, y_pred, ["None", "Execution", "Intention"])
+    assert np.allclose(m[0], [2 / 3, 1 / 3, 0]) and np.allclose(m[1], [0.5, 0.5, 0])
+    assert np.allclose(m[2], [0, 0, 1])  # no true Intention: identity row

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crowdlens import models
+from crowdlens.core import hub as models
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import textwrap
 import nbformat
 import pytest
 
-from crowdlens import book
+from crowdlens.book import runner as book
 
 CHAPTER = textwrap.dedent(
     """\

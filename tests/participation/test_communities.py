@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdlens import communities as com
+from crowdlens.participation import communities as com
 from crowdlens.participation import FIVE_CLASSES, NONE
 
 WORDS = ["strike*", "protest*", "join", "we", "must", "organi*", "march*"]
@@ -66,7 +66,7 @@ def test_scorer_fingerprint_changes_with_the_word_list():
 
 
 def test_scorer_fingerprint_keeps_onnx_scores_apart_from_pytorch_ones():
-    from crowdlens.encoders import OnnxEncoderClassifier
+    from crowdlens.core.encoders import OnnxEncoderClassifier
 
     class Layered(CountingRule):
         def __init__(self, binary):
@@ -153,12 +153,6 @@ def test_covid_state_maps_states_and_cities(shared_data):
     assert set(codes[frame["location"].isin(["NYC", "newyork"])]) == {"NY"}
 
 
-def test_balanced_sample_caps_each_group():
-    frame = pd.DataFrame({"g": ["a"] * 10 + ["b"] * 2, "x": range(12)})
-    sampled = com.balanced_sample(frame, "g", total=8)
-    assert sampled["g"].value_counts().to_dict() == {"a": 4, "b": 2}
-
-
 def test_daily_participation_counts():
     scored = pd.DataFrame({"created_utc": [0, 10, 86_400, 86_401], "label": [NONE, "Execution", NONE, NONE],
                            "state": "x"})
@@ -227,7 +221,7 @@ def test_topic_profile_separates_distinct_groups():
 
 @pytest.mark.slow
 def test_dask_local_cluster_matches_streaming(isolated_cache, shared_data, monkeypatch):
-    from crowdlens import models
+    from crowdlens import participation as models
     from crowdlens.data import table_path
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

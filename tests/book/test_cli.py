@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from typer.testing import CliRunner
 
-from crowdlens import book
+from crowdlens.book import runner as book
 from crowdlens.cli import app, parse_param_args
 
 runner = CliRunner()

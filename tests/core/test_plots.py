@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 
 import pandas as pd
 
-from crowdlens import plots
+from crowdlens.core import plots
 
 
 def test_plots_draw_what_they_are_given():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crowdlens.encoders import EncoderClassifier, OnnxEncoderClassifier, length_sorted_batches
+from crowdlens.core.encoders import EncoderClassifier, OnnxEncoderClassifier, length_sorted_batches
 
 ACTION = ["Join the protest on Saturday", "Sign the petition and strike with us", "We marched to city hall",
           "Boycott them and organise your workplace", "I will volunteer at the union rally",
@@ -104,7 +104,7 @@ def test_first_token_export_gives_the_full_models_logits(architecture):
     from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig,
                               DistilBertForSequenceClassification, RobertaConfig, RobertaForSequenceClassification)
 
-    from crowdlens.encoders import _first_token_model
+    from crowdlens.core.encoders import _first_token_model
 
     torch.manual_seed(0)
     size = dict(vocab_size=60, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
@@ -142,7 +142,7 @@ class _Constant:
 
 
 def test_throughput_compares_each_backend_with_the_first():
-    from crowdlens.encoders import throughput
+    from crowdlens.core.encoders import throughput
 
     table = throughput({"ref": _Constant(0.9), "same": _Constant(0.8), "flipped": _Constant(0.2)}, ["a", "b", "c"])
     assert list(table["backend"]) == ["ref", "same", "flipped"]

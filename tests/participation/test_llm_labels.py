@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crowdlens import llm_labels as L
+from crowdlens.participation import llm_labels as L
 
 
 def test_sft_and_preference_data():

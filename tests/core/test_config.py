@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crowdlens.config import atomic_dir, atomic_path, sha256_file
+from crowdlens.core.config import atomic_dir, atomic_path, sha256_file
 
 
 def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_error(tmp_path):

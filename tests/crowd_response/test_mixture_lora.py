@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from crowdlens.mixture_lora import MixtureLoRALinear, apply_mixture_lora, mixture_layers, trainable_parameters
+from crowdlens.crowd_response.mixture_lora import MixtureLoRALinear, apply_mixture_lora, mixture_layers, trainable_parameters
 
 
 class Tiny(nn.Module):
@@ -82,7 +82,7 @@ def test_clear_errors():
 
 @pytest.mark.slow
 def test_mixture_on_the_offline_causal_lm_starts_as_the_base_model(monkeypatch):
-    from crowdlens import models
+    from crowdlens.core import hub as models
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tokenizer, model = models.load_causal_lm("smollm2")

@@ -27,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from crowdlens.config import PACKAGE_DIR, atomic_path, cache_dir, project_root, sha256_file
+from crowdlens.core.config import PACKAGE_DIR, atomic_path, cache_dir, git_commit, project_root, sha256_file
+from crowdlens.data.registry import TABLES, data_dir
 
 #: The one place where a profile becomes chapter parameters. Chapters missing
 #: here run with the defaults of their ``parameters`` cell.
@@ -223,8 +224,6 @@ def crowdlens_source_sha256() -> str:
 
 def data_sha256s() -> dict[str, str]:
     """sha256 of every registry table file present; memoised by path, size and mtime."""
-    from crowdlens.data.registry import TABLES, data_dir
-
     memo_path = cache_dir() / "book" / "data_sha256.json"
     memo = json.loads(memo_path.read_text()) if memo_path.is_file() else {}
     result, folder = {}, data_dir()
@@ -240,15 +239,6 @@ def data_sha256s() -> dict[str, str]:
     with atomic_path(memo_path) as tmp:
         tmp.write_text(json.dumps(memo, indent=1))
     return result
-
-
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_root(), capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=_root(), capture_output=True, text=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def package_versions() -> dict[str, str]:

@@ -13,7 +13,7 @@ from urllib.parse import urljoin, urldefrag, urlsplit
 
 import pytest
 
-HTML = Path(__file__).resolve().parents[1] / "book" / "_build" / "html"
+HTML = Path(__file__).resolve().parents[2] / "book" / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -1,5 +1,5 @@
 """crowdlens.participation: task labels, baselines, decision rules, the layered model and
-the saved classifier behind models.load_classifier."""
+the saved classifier behind part.load_classifier."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crowdlens import models, participation as part
+from crowdlens import participation as part
+from crowdlens.participation import saved as saved_module
 
 
 @pytest.fixture
@@ -55,25 +56,18 @@ def test_crossfit_never_uses_an_items_own_label():
     p = np.stack([p_none, 1 - p_none], axis=1)
     predictions, thresholds = part.crossfit_none_threshold(p, ["None", "Problem-Solution"], y, folds=5)
     assert len(thresholds) == 5 and 0.3 < np.median(thresholds) < 0.7
-    from crowdlens.metrics import weighted_f1
+    from crowdlens.core.metrics import weighted_f1
 
     assert weighted_f1(y, predictions) > weighted_f1(y, np.full(400, "None"))
-
-
-def test_confusion_matrix_rows_are_conditional_on_the_truth():
-    y_true = ["None", "None", "None", "Execution", "Execution"]
-    y_pred = ["None", "None", "Execution", "Execution", "None"]
-    m = part.confusion_matrix(y_true, y_pred, ["None", "Execution", "Intention"])
-    assert np.allclose(m[0], [2 / 3, 1 / 3, 0]) and np.allclose(m[1], [0.5, 0.5, 0])
-    assert np.allclose(m[2], [0, 0, 1])  # no true Intention: identity row
 
 
 def test_evaluate_probabilities_reports_three_decisions():
     classes = np.array(["None", "Participation"])
     p = np.array([[0.3, 0.7], [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]] * 10)
     y = np.array(["None", "None", "Participation", "None"] * 10)
-    rows, preds = part.evaluate_probabilities("m", "binary", p, classes, ["Participation"] * 3 + ["None"], y,
-                                              folds=2, n_boot=50)
+    evaluation = part.evaluate_probabilities("m", "binary", p, classes, ["Participation"] * 3 + ["None"], y,
+                                             folds=2, n_boot=50)
+    rows, preds = evaluation.rows, evaluation.predictions
     assert [r["decision"] for r in rows] == ["raw", "EM prior", "cross-fitted threshold"]
     assert all(0 <= r["ci_low"] <= r["weighted_f1"] <= r["ci_high"] <= 1 for r in rows)
 
@@ -81,10 +75,10 @@ def test_evaluate_probabilities_reports_three_decisions():
 @pytest.mark.slow
 def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    classifier = models.load_classifier("participation", epochs=1, train_rows=80, progress=False)
+    classifier = part.load_classifier("participation", epochs=1, train_rows=80, progress=False)
     card = classifier.card
     assert card["train_rows"] == 80 and card["git_commit"] and "binary" in card["test_metrics"]
-    saved = list(models.classifiers_cache_dir().glob("participation-*/card.json"))
+    saved = list(saved_module.classifiers_cache_dir().glob("participation-*/card.json"))
     assert len(saved) == 1  # a sample's model has its own folder: it never replaces the default one
     assert 0 < card["none_threshold"] < 1
     confusion = classifier.confusion()
@@ -93,7 +87,7 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     texts = ["Join the general strike on Monday!", "I made soup."]
     labels = classifier.predict(texts)
     assert set(labels) <= {"None", "Problem-Solution", "Call-to-action", "Intention", "Execution"}
-    again = models.load_classifier("participation", epochs=1, train_rows=80)  # from the cache
+    again = part.load_classifier("participation", epochs=1, train_rows=80)  # from the cache
     assert again.card == card and list(again.predict(texts)) == list(labels)
     # ONNX Runtime copy (fp32: same numbers): same threshold, same labels; exported once
     fast = again.to_onnx(quantize=False)
@@ -104,12 +98,12 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     stamp = exported.stat().st_mtime_ns
     again.to_onnx(quantize=False)
     assert exported.stat().st_mtime_ns == stamp
-    with pytest.raises(models.ModelNotAvailableError, match="participation-distilled"):
-        models.load_classifier("sentiment")
+    with pytest.raises(saved_module.ModelNotAvailableError, match="participation-distilled"):
+        part.load_classifier("sentiment")
 
     # the distilled copy: built from this teacher (found in the cache, not retrained), saved on its own
     settings = dict(teacher=dict(epochs=1, train_rows=80), transfer_comments=40, epochs=1)
-    distilled = models.load_classifier("participation-distilled", progress=False, **settings)
+    distilled = part.load_classifier("participation-distilled", progress=False, **settings)
     assert distilled.binary.model_.config.num_hidden_layers == 3
     assert distilled.levels.model_.config.num_hidden_layers == 6  # only the binary encoder is distilled
     assert distilled.card["teacher_test_metrics"] == card["test_metrics"]
@@ -117,34 +111,36 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     assert 0 <= distilled.card["test_agreement_with_teacher"] <= 1 and 0 < distilled.none_threshold < 1
     assert len(distilled.test_predictions) == 809
     assert set(distilled.predict(texts)) <= set(part.FIVE_CLASSES)
-    assert len(list(models.classifiers_cache_dir().glob("participation-*/card.json"))) == 2
+    assert len(list(saved_module.classifiers_cache_dir().glob("participation-*/card.json"))) == 2
     with pytest.raises(ValueError, match="'binary' and/or 'levels'"):
         part.distil_classifier(again, parts=("encoder",))
 
     def distilled_again(*args, **kwargs):
         raise RuntimeError("distilled again")
 
-    monkeypatch.setattr(part, "distil_classifier", distilled_again)
-    assert models.load_classifier("participation-distilled", **settings).card == distilled.card  # from the cache
+    monkeypatch.setattr(saved_module, "distil_classifier", distilled_again)
+    assert part.load_classifier("participation-distilled", **settings).card == distilled.card  # from the cache
     # a retrained teacher (other test metrics) makes the saved student stale: it is distilled again
     teacher_card = again.path / "card.json"
     teacher_card.write_text(json.dumps({**card, "test_metrics": {"binary": {"weighted_f1": 0.5}}}))
     with pytest.raises(RuntimeError, match="distilled again"):
-        models.load_classifier("participation-distilled", **settings)
+        part.load_classifier("participation-distilled", **settings)
 
 
 def test_average_probabilities_aligns_columns_by_class():
-    class Fitted:
-        def __init__(self, classes):
-            self.classes_ = np.asarray(classes)
+    def evaluated(probabilities, classes):
+        return part.Evaluation("m", "binary", probabilities=np.array(probabilities), classes=np.array(classes))
 
-    a = ([], {}, np.array([[0.8, 0.2], [0.4, 0.6]]), Fitted(["None", "Participation"]))
-    b = ([], {}, np.array([[0.4, 0.6], [0.0, 1.0]]), Fitted(["Participation", "None"]))  # other column order
-    mean, classes = part.average_probabilities([a, b])
-    assert list(classes) == ["None", "Participation"]
-    assert np.allclose(mean, [[0.7, 0.3], [0.7, 0.3]])
+    a = evaluated([[0.8, 0.2], [0.4, 0.6]], ["None", "Participation"])
+    b = evaluated([[0.4, 0.6], [0.0, 1.0]], ["Participation", "None"])  # other column order
+    mean = part.average_probabilities([a, b])
+    assert list(mean.classes) == ["None", "Participation"]
+    assert np.allclose(mean.probabilities, [[0.7, 0.3], [0.7, 0.3]])
+    assert mean.rows == []  # averaged, not yet scored
     with pytest.raises(ValueError, match="disagree"):
-        part.average_probabilities([a, ([], {}, np.ones((2, 2)) / 2, Fitted(["None", "Intention"]))])
+        part.average_probabilities([a, evaluated(np.ones((2, 2)) / 2, ["None", "Intention"])])
+    with pytest.raises(ValueError, match="at least one"):
+        part.average_probabilities([])
 
 
 class _Memoriser:
@@ -189,7 +185,8 @@ def test_crossfit_probabilities_are_out_of_fold_and_aligned_by_class():
 def test_raw_rows_score_the_most_probable_class():
     y = np.array(["None", "Execution", "None", "None"])
     p = np.array([[0.2, 0.8], [0.9, 0.1], [0.4, 0.6], [0.6, 0.4]])  # columns: Execution, None
-    rows, predictions = part.raw_rows("m", "multiclass", p, ["Execution", "None"], y, n_boot=50)
+    evaluation = part.raw_rows("m", "multiclass", p, ["Execution", "None"], y, n_boot=50)
+    rows, predictions = evaluation.rows, evaluation.predictions
     assert list(predictions["raw"]) == ["None", "Execution", "None", "Execution"]
     assert [r["decision"] for r in rows] == ["raw"]
     from sklearn.metrics import f1_score

@@ -1,0 +1,434 @@
+"""Participation classifiers for the training chapter: baselines, decision rules
+under prior shift, cross-fitting, and the evaluation that scores them.
+
+Every classifier here has ``fit(texts, labels)``, ``predict_proba(texts)`` and
+``classes_``; ``EncoderClassifier`` (``crowdlens.core.encoders``) has the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import pandas as pd
+
+from crowdlens.core import metrics
+from crowdlens.core.config import atomic_path, cache_dir
+from crowdlens.core.estimators import ProbabilisticClassifier, argmax_labels
+from crowdlens.core.hub import embed
+from crowdlens.participation.labels import NONE, PARTICIPATION, task_labels
+from crowdlens.participation.lexicon import Dictionary, load_dictionary, tokenize
+
+class TfidfLogReg(ProbabilisticClassifier):
+    """Word 1–2-gram TF-IDF + logistic regression (scikit-learn)."""
+
+    def __init__(self, C: float = 4.0, class_weight: str | None = "balanced", min_df: int = 2, seed: int = 0):
+        self.C, self.class_weight, self.min_df, self.seed = C, class_weight, min_df, seed
+
+    def fit(self, texts, labels):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        self.pipeline_ = make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=self.min_df, sublinear_tf=True),
+            LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=3000, random_state=self.seed),
+        ).fit(list(texts), list(labels))
+        self.classes_ = self.pipeline_.classes_
+        return self
+
+    def predict_proba(self, texts):
+        return self.pipeline_.predict_proba(list(texts))
+
+
+class CentroidClassifier(ProbabilisticClassifier):
+    """Nearest centroid on L2-normalised sentence embeddings (cosine similarity);
+    probabilities are a softmax of similarities with a temperature. Embeddings are
+    cached on disk (``cache_embeddings``), as the same texts serve several tasks."""
+
+    def __init__(self, model: str = "minilm", temperature: float = 0.05, cache_embeddings: bool = True):
+        self.model, self.temperature, self.cache_embeddings = model, temperature, cache_embeddings
+
+    def fit(self, texts, labels):
+        vectors = embed(list(texts), self.model, cache=self.cache_embeddings)
+        labels = np.asarray(labels)
+        self.classes_ = np.array(sorted(set(labels)))
+        centroids = np.stack([vectors[labels == c].mean(0) for c in self.classes_])
+        self.centroids_ = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+        return self
+
+    def predict_proba(self, texts):
+        similarity = embed(list(texts), self.model, cache=self.cache_embeddings) @ self.centroids_.T / self.temperature
+        similarity -= similarity.max(1, keepdims=True)
+        p = np.exp(similarity)
+        return p / p.sum(1, keepdims=True)
+
+
+class DictionaryRule(ProbabilisticClassifier):
+    """Participation when a text has at least ``k`` collective-action words; ``k`` is
+    chosen on the training data to maximise weighted F1. Binary only."""
+
+    def __init__(self, words=None):
+        self.words = words
+
+    def _counts(self, texts):
+        return np.array([self.words_.count(tokenize(t)) for t in texts])
+
+    def fit(self, texts, labels):
+        self.words_ = load_dictionary() if self.words is None else (
+            self.words if isinstance(self.words, Dictionary) else Dictionary.from_terms(self.words))
+        labels = np.asarray(labels)
+        counts = self._counts(texts)
+        self.classes_ = np.array([NONE, PARTICIPATION])
+        self.k_ = max(range(0, 8), key=lambda k: metrics.weighted_f1(labels, np.where(counts >= k, PARTICIPATION, NONE)))
+        return self
+
+    def predict_proba(self, texts):
+        positive = (self._counts(texts) >= self.k_).astype(float)
+        return np.stack([1 - positive, positive], axis=1)
+
+
+# Prior shift ---------------------------------------------------------------------------
+
+def train_prior(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    counts = pd.Series(labels).value_counts(normalize=True)
+    return counts.reindex(list(classes), fill_value=1e-6).to_numpy()
+
+
+def predict_with_none_threshold(probabilities: np.ndarray, classes: Sequence[str], threshold: float) -> np.ndarray:
+    """None when P(None) >= threshold, else the most probable other class."""
+    classes = np.asarray(classes)
+    none = int(np.flatnonzero(classes == NONE)[0])
+    others = probabilities.copy()
+    others[:, none] = -1
+    return np.where(probabilities[:, none] >= threshold, NONE, classes[others.argmax(1)])
+
+
+def none_threshold_candidates(probabilities: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The 1st–99th percentiles of P(None): the thresholds worth trying."""
+    none = int(np.flatnonzero(np.asarray(classes) == NONE)[0])
+    return np.unique(np.quantile(probabilities[:, none], np.linspace(0.01, 0.99, 99)))
+
+
+def best_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y_true: Sequence[str],
+                        candidates: np.ndarray | None = None) -> float:
+    """The threshold on P(None) among ``candidates`` (default: its percentiles) that maximises weighted F1."""
+    if candidates is None:
+        candidates = none_threshold_candidates(probabilities, classes)
+    return float(max(candidates, key=lambda t: metrics.weighted_f1(
+        y_true, predict_with_none_threshold(probabilities, classes, t))))
+
+
+def fold_assignment(n: int, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """A fold number in [0, folds) for each of ``n`` items; the same for every
+    cross-fitted step that shares ``folds`` and ``seed``."""
+    if folds < 2:
+        raise ValueError(f"cross-fitting needs at least 2 folds, not {folds}")
+    return np.random.default_rng(seed).integers(0, folds, n)
+
+
+def crossfit_probabilities(make_estimator, texts: Sequence[str], labels: Sequence[str], classes: Sequence[str],
+                           folds: int = 5, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """Out-of-fold probabilities of a model trained on labelled target items.
+
+    For each fold, ``make_estimator()`` (a fresh, unfitted classifier) is fitted on the
+    other folds' texts and labels and scores this fold, so no item is scored by a model
+    that saw its label. Columns follow ``classes``; a class missing from a fold's
+    training part gets probability 0 there.
+    """
+    texts, labels, classes = list(texts), np.asarray(labels, dtype=object), list(classes)
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among classes {classes}")
+    from tqdm.auto import tqdm
+
+    fold = fold_assignment(len(texts), folds, seed)
+    probabilities = np.zeros((len(texts), len(classes)))
+    for k in tqdm(range(folds), desc="cross-fitted folds", unit="fold", disable=not progress):
+        fit, held_out = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        if not len(held_out):
+            continue
+        estimator = make_estimator().fit([texts[i] for i in fit], list(labels[fit]))
+        own = list(estimator.classes_)
+        scored = np.asarray(estimator.predict_proba([texts[i] for i in held_out]))
+        for j, label in enumerate(own):
+            probabilities[held_out, classes.index(label)] = scored[:, j]
+    return probabilities
+
+
+class CrossFittedThreshold(NamedTuple):
+    """Predictions decided by a None threshold chosen out of fold, and each fold's threshold."""
+
+    predictions: np.ndarray
+    thresholds: np.ndarray
+
+
+def crossfit_none_threshold(probabilities: np.ndarray, classes: Sequence[str], y_true: Sequence[str],
+                            folds: int = 5, seed: int = 0) -> CrossFittedThreshold:
+    """Target-domain calibration with labelled test items, cross-fitted.
+
+    For each fold, the threshold on P(None) that maximises weighted F1 on the other
+    folds decides that fold's predictions, so no prediction uses its own label.
+    It needs a labelled sample from the target distribution — say so wherever it is
+    reported.
+    """
+    y_true = np.asarray(y_true)
+    classes = np.asarray(classes)
+    fold = fold_assignment(len(y_true), folds, seed)
+    predictions = np.empty(len(y_true), dtype=object)
+    thresholds = np.zeros(folds)
+    candidates = none_threshold_candidates(probabilities, classes)
+    for k in range(folds):
+        fit = fold != k
+        thresholds[k] = best_none_threshold(probabilities[fit], classes, y_true[fit], candidates)
+        predictions[~fit] = predict_with_none_threshold(probabilities[~fit], classes, thresholds[k])
+    return CrossFittedThreshold(predictions, thresholds)
+
+
+def layered(binary_predictions: Sequence[str], level_predictions: Sequence[str]) -> np.ndarray:
+    """The layered model: None where the binary step says None, else the level classifier's label."""
+    binary_predictions = np.asarray(binary_predictions)
+    return np.where(binary_predictions == NONE, NONE, np.asarray(level_predictions))
+
+
+def score(y_true, y_pred, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Weighted F1 with its bootstrap 95 % interval, and macro F1."""
+    point, low, high = metrics.bootstrap_ci(y_true, y_pred, metrics.weighted_f1, n_boot=n_boot, seed=seed)
+    return {"weighted_f1": point, "ci_low": low, "ci_high": high, "macro_f1": metrics.macro_f1(y_true, y_pred)}
+
+
+#: What each decision rule uses besides the training set (the protocol of its numbers).
+DECISIONS = {
+    "raw": "the most probable class",
+    "EM prior": "the class prior re-estimated by EM on the unlabelled test texts",
+    "cross-fitted threshold": "a None threshold chosen on labelled test comments of the other folds",
+}
+
+
+@dataclass
+class Evaluation:
+    """One model scored on the test comments for one task.
+
+    ``rows``: one per decision rule (model, task, decision, weighted F1 with its 95 %
+    interval, macro F1); ``predictions``: the test predictions by decision rule;
+    ``probabilities`` (columns follow ``classes``) and the fitted ``estimator`` where a
+    model produced them.
+    """
+
+    name: str
+    task: str
+    rows: list[dict] = field(default_factory=list)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    probabilities: np.ndarray | None = None
+    classes: np.ndarray | None = None
+    estimator: Any = None
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+def _scored(name: str, task: str, predictions: dict[str, np.ndarray], y_test: Sequence[str], n_boot: int,
+            seed: int, **fields) -> Evaluation:
+    rows = [{"model": name, "task": task, "decision": decision, **score(y_test, pred, n_boot, seed)}
+            for decision, pred in predictions.items()]
+    return Evaluation(name, task, rows, predictions, **fields)
+
+
+def raw_rows(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str], y_test: Sequence[str],
+             n_boot: int = 1000, seed: int = 0) -> Evaluation:
+    """Score the most probable class only: for probabilities that already come out of
+    fold (``crossfit_probabilities``), where a threshold tuned on other folds would
+    reuse labels their models were trained on. Used in the training chapter."""
+    classes = np.asarray(classes)
+    return _scored(name, task, {"raw": argmax_labels(probabilities, classes)}, y_test, n_boot, seed,
+                   probabilities=np.asarray(probabilities), classes=classes)
+
+
+def evaluate_probabilities(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str],
+                           y_train: Sequence[str], y_test: Sequence[str], folds: int = 5, seed: int = 0,
+                           n_boot: int = 1000) -> Evaluation:
+    """Score one model's test probabilities three ways (``DECISIONS``): raw (argmax),
+    prior-adjusted by EM on the unlabelled test texts (Saerens et al. 2002), and with a
+    cross-fitted None threshold (needs test labels, out of fold). Used in the training chapter."""
+    classes = np.asarray(classes)
+    adjusted, _ = metrics.em_prior_adjust(probabilities, train_prior(y_train, classes))
+    predictions = {"raw": argmax_labels(probabilities, classes), "EM prior": argmax_labels(adjusted, classes)}
+    if NONE in classes:
+        predictions["cross-fitted threshold"] = crossfit_none_threshold(
+            probabilities, classes, y_test, folds, seed).predictions
+    return _scored(name, task, predictions, y_test, n_boot, seed, probabilities=probabilities, classes=classes)
+
+
+def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.DataFrame,
+              text_column: str = "ActionFocusedText", folds: int = 5, seed: int = 0,
+              n_boot: int = 1000) -> Evaluation:
+    """Fit ``estimator`` for ``task`` on ``train``, score it on ``test`` three ways.
+
+    ``task="levels"`` fits on the participation comments only (the second step of the
+    layered model) and returns its probabilities and raw predictions without scoring.
+    Used in the training chapter (through ``Experiment.run``).
+    """
+    if task == "levels":
+        positive = train["Label"].notna()
+        estimator.fit(train.loc[positive, text_column].astype(str).tolist(), train.loc[positive, "Label"].tolist())
+        probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
+        classes = np.asarray(estimator.classes_)
+        return Evaluation(name, task, [], {"raw": argmax_labels(probabilities, classes)}, probabilities, classes,
+                          estimator)
+    y_train, y_test = task_labels(train, task), task_labels(test, task)
+    estimator.fit(train[text_column].astype(str).tolist(), list(y_train))
+    probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
+    evaluation = evaluate_probabilities(name, task, probabilities, estimator.classes_, y_train, y_test, folds, seed,
+                                        n_boot)
+    evaluation.estimator = estimator
+    return evaluation
+
+
+def average_probabilities(evaluations: Sequence[Evaluation]) -> Evaluation:
+    """The mean of several models' test probabilities, columns aligned by class name: a
+    fixed, untuned ensemble (an unscored ``Evaluation`` with ``probabilities`` and ``classes``)."""
+    if not evaluations:
+        raise ValueError("pass at least one evaluated model (run_model or Experiment.run)")
+    classes = np.asarray(evaluations[0].classes)
+    columns = []
+    for evaluation in evaluations:
+        own = list(evaluation.classes)
+        if sorted(own) != sorted(classes):
+            raise ValueError(f"models disagree on the classes: {sorted(own)} vs {sorted(classes)}")
+        columns.append(np.asarray(evaluation.probabilities)[:, [own.index(c) for c in classes]])
+    name = " + ".join(e.name for e in evaluations) + " (mean)"
+    return Evaluation(name, evaluations[0].task, probabilities=np.mean(columns, axis=0), classes=classes)
+
+
+def layered_rows(name: str, binary_predictions: dict[str, np.ndarray], level_predictions: np.ndarray,
+                 test: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> Evaluation:
+    """Score the layered model for each decision rule of its binary step on all five classes."""
+    predictions = {d: layered(b, level_predictions) for d, b in binary_predictions.items()}
+    return _scored(name, "layered", predictions, task_labels(test, "layered"), n_boot, seed)
+
+
+class Experiment:
+    """The training chapter's evaluation: one training and one test set, and the
+    settings every model is scored with (cross-fitting folds, seed, bootstrap draws);
+    each model run through it is recorded, and the results table is built from them.
+
+    ``evaluations_`` lists what was recorded, in order; ``results`` is their rows,
+    ``predictions`` their test predictions by (model, task, decision).
+    """
+
+    def __init__(self, train: pd.DataFrame, test: pd.DataFrame, text_column: str = "ActionFocusedText",
+                 folds: int = 5, seed: int = 0, n_boot: int = 1000):
+        self.train, self.test, self.text_column = train, test, text_column
+        self.folds, self.seed, self.n_boot = folds, seed, n_boot
+        self.evaluations_: list[Evaluation] = []
+
+    def with_train(self, train: pd.DataFrame) -> "Experiment":
+        """A new, empty experiment with the same test set and settings and another training set."""
+        return Experiment(train, self.test, self.text_column, self.folds, self.seed, self.n_boot)
+
+    def record(self, evaluation: Evaluation) -> Evaluation:
+        self.evaluations_.append(evaluation)
+        return evaluation
+
+    def labels(self, task: str, frame: pd.DataFrame | None = None) -> np.ndarray:
+        """Gold labels of the test set (or of ``frame``) for ``task``."""
+        return task_labels(self.test if frame is None else frame, task)
+
+    def test_texts(self) -> list[str]:
+        return self.test[self.text_column].astype(str).tolist()
+
+    def run(self, name: str, estimator, task: str) -> Evaluation:
+        """Fit and score ``estimator`` (``run_model``); recorded unless ``task="levels"``."""
+        evaluation = run_model(name, estimator, task, self.train, self.test, self.text_column, self.folds,
+                               self.seed, self.n_boot)
+        return evaluation if task == "levels" else self.record(evaluation)
+
+    def ensemble(self, name: str, evaluations: Sequence[Evaluation]) -> Evaluation:
+        """The mean of ``evaluations``' probabilities (no weight tuned), scored three ways."""
+        mean = average_probabilities(evaluations)
+        task = evaluations[0].task
+        return self.record(evaluate_probabilities(name, task, mean.probabilities, mean.classes,
+                                                  task_labels(self.train, task), self.labels(task), self.folds,
+                                                  self.seed, self.n_boot))
+
+    def layered(self, name: str, binary: Evaluation, levels: Evaluation) -> Evaluation:
+        """The layered model: ``binary``'s decision rules, then ``levels``' raw labels."""
+        return self.record(layered_rows(name, binary.predictions, levels.predictions["raw"], self.test, self.n_boot,
+                                        self.seed))
+
+    def raw(self, name: str, task: str, probabilities: np.ndarray, classes: Sequence[str]) -> Evaluation:
+        """Out-of-fold ``probabilities`` scored by their most probable class (``raw_rows``)."""
+        return self.record(raw_rows(name, task, probabilities, classes, self.labels(task), self.n_boot, self.seed))
+
+    def on_target_folds(self, name: str, make_estimator, task: str, classes: Sequence[str],
+                        folds: int) -> Evaluation:
+        """A fresh ``make_estimator()`` per fold of the labelled test comments, trained on
+        the other folds (``crossfit_probabilities``), scored raw."""
+        probabilities = crossfit_probabilities(make_estimator, self.test_texts(), self.labels(task), classes, folds,
+                                               self.seed)
+        return self.raw(name, task, probabilities, classes)
+
+    def score_sample(self, name: str, task: str, sample: pd.DataFrame, predictions: Sequence[str]) -> Evaluation:
+        """Raw predictions of a model scored on a sample of the test comments only (a
+        language model); its rows are recorded, its predictions are not (other rows)."""
+        return self.record(Evaluation(name, task, [{"model": name, "task": task, "decision": "raw", **score(
+            self.labels(task, sample), predictions, self.n_boot, self.seed)}]))
+
+    def floor(self) -> dict[str, float]:
+        """Weighted F1 of predicting None for every test comment, binary and five classes."""
+        return {task: metrics.weighted_f1(self.labels(task), np.full(len(self.test), NONE))
+                for task in ("binary", "multiclass")}
+
+    @property
+    def results(self) -> pd.DataFrame:
+        return pd.DataFrame([row for evaluation in self.evaluations_ for row in evaluation.rows])
+
+    @property
+    def predictions(self) -> dict[tuple[str, str, str], np.ndarray]:
+        return {(e.name, e.task, decision): p for e in self.evaluations_ for decision, p in e.predictions.items()}
+
+    def rows_of(self, contains: str) -> pd.DataFrame:
+        """The result rows of the models whose name contains ``contains``."""
+        results = self.results
+        return results[results["model"].str.contains(contains, regex=False)]
+
+    def best(self) -> pd.DataFrame:
+        """Each (model, task)'s row with its best decision rule."""
+        return self.results.sort_values("weighted_f1", ascending=False).groupby(["model", "task"],
+                                                                                as_index=False).first()
+
+    def table(self, reference: dict[str, str] | None = None) -> pd.DataFrame:
+        """Model × task: the best decision rule's weighted F1 [95 % CI] (rule in brackets),
+        the always-None floor, and ``reference`` rows (label → text in every column)."""
+        best = self.best()
+        best["weighted F1 [95% CI]"] = best.apply(
+            lambda r: f"{r.weighted_f1:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] ({r.decision})", axis=1)
+        table = best.pivot(index="model", columns="task", values="weighted F1 [95% CI]")
+        floor = self.floor()
+        table.loc["always None (floor)"] = {t: f"{floor['binary' if t == 'binary' else 'multiclass']:.3f}"
+                                           for t in table.columns}
+        for label, text in (reference or {}).items():
+            table.loc[label] = {t: text for t in table.columns}
+        return table
+
+    def prediction_table(self) -> pd.DataFrame:
+        """Every recorded test prediction in long form (CommentID, row, model, task, decision, prediction, truth)."""
+        return pd.concat([
+            pd.DataFrame({"CommentID": self.test["CommentID"], "row": np.arange(len(self.test)), "model": m,
+                          "task": t, "decision": d, "prediction": p, "truth": self.labels(t)})
+            for (m, t, d), p in self.predictions.items()], ignore_index=True)
+
+
+def save_predictions(predictions: pd.DataFrame, name: str = "training") -> Path:
+    """Write a long table of test predictions to ``$CROWDLENS_CACHE/predictions/<name>.csv``."""
+    target = cache_dir() / "predictions" / f"{name}.csv"
+    with atomic_path(target, suffix=".csv") as tmp:
+        predictions.to_csv(tmp, index=False)
+    return target
+
+

@@ -1,0 +1,324 @@
+"""Participation labels from a causal language model.
+
+Zero-shot (the annotation chapter): ``LLMAnnotator`` scores each label after a prompt
+with the codebook's definitions. Fine-tuned (the training chapter), as the paper did
+with Llama 3: supervised fine-tuning (SFT) with LoRA to generate the label (trl's
+``SFTTrainer``), then direct preference optimisation (DPO, trl's ``DPOTrainer``) from
+the SFT model on pairs where the correct label is chosen and a wrong one rejected.
+
+On a CPU the prompt is short — the comment and the five label names, no codebook —
+and labels are *scored*, not sampled: each label's mean token log-probability after
+the prompt, so every answer is a valid label. Fine-tuned models are merged and cached
+under ``$CROWDLENS_CACHE/models`` by a hash of their data and settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import inspect
+import json
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from tqdm import tqdm
+
+from crowdlens.core.config import atomic_dir
+from crowdlens.core.estimators import ProbabilisticClassifier
+from crowdlens.core.hub import load_causal_lm, models_cache_dir
+from crowdlens.participation.labels import DEFINITIONS, FIVE_CLASSES, LABEL_WORDS, NEIGHBOURS
+
+
+# Zero-shot: an LLM as annotator -------------------------------------------------------------------
+
+COMMENT_SLOT = "<<COMMENT>>"
+
+
+def annotation_prompt(text: str = COMMENT_SLOT, labels: Sequence[str] = FIVE_CLASSES) -> list[dict[str, str]]:
+    """Chat messages: the label definitions first (shared by every comment), the comment last."""
+    definitions = "\n".join(f"- {label}: {DEFINITIONS[label]}" for label in labels)
+    return [
+        {"role": "system", "content": "You annotate social media comments for participation in collective action."},
+        {"role": "user", "content": (
+            f"Labels:\n{definitions}\nIf several apply, choose the one lowest in this list.\n"
+            f"Answer with the label only.\n\nComment: \"{text}\""
+        )},
+    ]
+
+
+def _cache_of(output):
+    # transformers 5 names the key/value cache "cache", earlier releases "past_key_values"
+    return output["cache"] if "cache" in output else output["past_key_values"]
+
+
+class LLMAnnotator(BaseEstimator):
+    """Zero-shot annotation with a causal LM, scored rather than sampled.
+
+    Each label is scored by the mean log-probability of its tokens after the prompt,
+    so every answer is a valid label. The prompt's shared head (instructions and
+    definitions) is encoded once and its key/value cache reused for every comment.
+    With ``calibrate`` the scores of a content-free comment ("N/A") are subtracted,
+    which removes a small model's preference for some label names (contextual
+    calibration, Zhao et al. 2021).
+    """
+
+    def __init__(self, model: str = "smollm2", labels: Sequence[str] = FIVE_CLASSES, calibrate: bool = True,
+                 max_chars: int = 1000):
+        self.model, self.labels, self.calibrate, self.max_chars = model, labels, calibrate, max_chars
+
+    def fit(self, texts=None, labels=None) -> "LLMAnnotator":
+        """Load the model and encode the prompt's shared head; learns nothing from data
+        (zero-shot), but sets the calibration ``baseline_``. ``annotate`` calls it once."""
+        import torch
+
+        self.labels_ = list(self.labels)
+        self.tokenizer_, self.lm_ = load_causal_lm(self.model)
+        self.lm_.eval()
+        template = self.tokenizer_.apply_chat_template(annotation_prompt(COMMENT_SLOT, self.labels_),
+                                                       add_generation_prompt=True, tokenize=False)
+        head, self.tail_ = template.split(COMMENT_SLOT)
+        self.head_ids_ = self.tokenizer_(head, add_special_tokens=False)["input_ids"]
+        self.label_ids_ = [self.tokenizer_(label, add_special_tokens=False)["input_ids"] for label in self.labels_]
+        with torch.inference_mode():
+            self.head_cache_ = _cache_of(self._forward(torch.tensor([self.head_ids_]), None, None))
+        self.baseline_ = np.zeros(len(self.labels_))
+        if self.calibrate:
+            self.baseline_ = self.scores("N/A")
+        return self
+
+    def _forward(self, input_ids, attention_mask, cache):
+        # transformers 5 renamed past_key_values to cache; accept both generations
+        key = "cache" if "cache" in inspect.signature(self.lm_.forward).parameters else "past_key_values"
+        return self.lm_(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{key: cache})
+
+    def scores(self, text: str) -> np.ndarray:
+        """Mean log-probability of each label's tokens after the prompt for ``text``."""
+        import torch
+
+        rest = self.tokenizer_(str(text)[: self.max_chars] + self.tail_, add_special_tokens=False)["input_ids"]
+        cache = copy.deepcopy(self.head_cache_)
+        seen = len(self.head_ids_) + len(rest)
+        with torch.inference_mode():
+            # the comment once, then all labels as one batch on top of its cache
+            out = self._forward(torch.tensor([rest]), torch.ones(1, seen, dtype=torch.long), cache)
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            cache = _cache_of(out)
+            width = max(map(len, self.label_ids_))
+            pad = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
+            batch = torch.tensor([ids + [pad] * (width - len(ids)) for ids in self.label_ids_])
+            mask = torch.tensor([[1] * (seen + len(ids)) + [0] * (width - len(ids)) for ids in self.label_ids_])
+            cache.batch_repeat_interleave(len(self.label_ids_))
+            later = torch.log_softmax(self._forward(batch, mask, cache).logits.float(), dim=-1)
+        result = []
+        for row, ids in enumerate(self.label_ids_):
+            logps = [first[ids[0]].item()] + [later[row, j - 1, ids[j]].item() for j in range(1, len(ids))]
+            result.append(float(np.mean(logps)))
+        return np.array(result)
+
+    def annotate(self, texts: Sequence[str], progress: bool = True) -> pd.DataFrame:
+        """One row per text: the label, the uncalibrated label, per-label scores, seconds."""
+        if not hasattr(self, "lm_"):
+            self.fit()
+        rows = []
+        for text in tqdm(list(texts), desc=f"LLM annotation ({self.model})", disable=not progress):
+            started = time.perf_counter()
+            calibrated = self.scores(text) - self.baseline_
+            rows.append({"label": self.labels_[int(np.argmax(calibrated))],
+                         "label_uncalibrated": self.labels_[int(np.argmax(calibrated + self.baseline_))],
+                         **{f"score_{l}": s for l, s in zip(self.labels_, calibrated)},
+                         "seconds": time.perf_counter() - started})
+        return pd.DataFrame(rows)
+
+
+def llm_annotate(texts: Sequence[str], model: str = "smollm2", labels: Sequence[str] = FIVE_CLASSES,
+                 calibrate: bool = True, progress: bool = True) -> pd.DataFrame:
+    """Zero-shot labels for ``texts`` (see ``LLMAnnotator``): label, per-label scores, seconds."""
+    return LLMAnnotator(model, labels, calibrate=calibrate).annotate(texts, progress=progress)
+
+
+# Fine-tuned: SFT and DPO ------------------------------------------------------------
+
+def label_prompt(text: str, max_chars: int = 600) -> str:
+    return (f"Comment: {str(text)[:max_chars]}\n"
+            "Participation in collective action (none, problem-solution, call-to-action, intention, execution):")
+
+
+def sft_dataset(texts: Sequence[str], labels: Sequence[str]):
+    """Prompt–completion pairs; the loss covers the completion (the label) only."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({"prompt": [label_prompt(t) for t in texts],
+                              "completion": [f" {LABEL_WORDS[label]}" for label in labels]})
+
+
+def preference_dataset(texts: Sequence[str], labels: Sequence[str], neighbour_share: float = 0.5, seed: int = 0):
+    """DPO pairs: the correct label chosen; rejected, the ladder neighbour with probability
+    ``neighbour_share`` (the confusion that matters), else another wrong label at random."""
+    from datasets import Dataset
+
+    rng = np.random.default_rng(seed)
+    rejected = []
+    for label in labels:
+        if rng.random() < neighbour_share:
+            rejected.append(NEIGHBOURS[label])
+        else:
+            rejected.append(rng.choice([other for other in LABEL_WORDS if other != label]))
+    return Dataset.from_dict({"prompt": [label_prompt(t) for t in texts],
+                              "chosen": [f" {LABEL_WORDS[label]}" for label in labels],
+                              "rejected": [f" {LABEL_WORDS[label]}" for label in rejected]})
+
+
+def _cached_dir(kind: str, settings: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return models_cache_dir() / f"participation-{kind}-{digest}"
+
+
+def _load(model: str | Path):
+    tokenizer, lm = load_causal_lm(str(model))
+    return tokenizer, lm
+
+
+@contextlib.contextmanager
+def _quiet(progress: bool):
+    """Without progress: no dataset progress bars and no deprecation warnings from
+    transformers/trl (they belong in a terminal, not in the printed book)."""
+    if progress:
+        yield
+        return
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int, progress: bool) -> Path:
+    """Run SFT or DPO with LoRA, merge the adapters and save the model (atomically)."""
+    import tempfile
+
+    from peft import LoraConfig
+
+    target = _cached_dir(kind, {**settings, "base": str(model), "rows": dataset.num_rows,
+                                "data": hashlib.sha256(json.dumps(dataset.to_dict(), sort_keys=True).encode()).hexdigest()})
+    if (target / "config.json").is_file():
+        return target
+    tokenizer, lm = _load(model)
+    peft_config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.05, target_modules="all-linear",
+                             task_type="CAUSAL_LM")
+    common = dict(per_device_train_batch_size=settings["batch_size"], num_train_epochs=settings["epochs"],
+                  learning_rate=settings["learning_rate"], max_length=settings["max_length"], seed=settings["seed"],
+                  logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=not progress,
+                  # trl defaults to bf16 autocast, which CPUs without bf16 units emulate ~100x slower
+                  # (one 8-comment SFT step: 228 s); checkpointing saves memory a 135M model never lacks
+                  bf16=False, fp16=False, gradient_checkpointing=False)
+    with tempfile.TemporaryDirectory(prefix=f"crowdlens-{kind}-") as scratch, _quiet(progress):
+        if kind == "sft":
+            from trl import SFTConfig, SFTTrainer
+
+            trainer = SFTTrainer(model=lm, args=SFTConfig(output_dir=scratch, completion_only_loss=True, **common),
+                                 train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+        else:
+            from trl import DPOConfig, DPOTrainer
+
+            trainer = DPOTrainer(model=lm, args=DPOConfig(output_dir=scratch, beta=settings["beta"], **common),
+                                 train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
+        if not progress:
+            from transformers.trainer_callback import PrinterCallback
+
+            trainer.remove_callback(PrinterCallback)  # it prints every log dict; the history is kept anyway
+        trainer.train()
+        merged = trainer.model.merge_and_unload()
+        history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    with atomic_dir(target) as staging:
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "crowdlens.json").write_text(json.dumps({"kind": kind, **settings, "history": history}, indent=2))
+    return target
+
+
+def sft(texts: Sequence[str], labels: Sequence[str], model: str = "smollm2", lora_rank: int = 8, epochs: int = 1,
+        learning_rate: float = 2e-4, batch_size: int = 8, max_length: int = 160, seed: int = 0,
+        progress: bool = True) -> Path:
+    """LoRA supervised fine-tuning to write the label; returns the merged model's folder."""
+    settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+                    seed=seed)
+    return _train("sft", model, sft_dataset(texts, labels), settings, lora_rank, progress)
+
+
+def dpo(texts: Sequence[str], labels: Sequence[str], model: str | Path, beta: float = 0.1, lora_rank: int = 8,
+        epochs: int = 1, learning_rate: float = 5e-5, batch_size: int = 4, max_length: int = 160, seed: int = 0,
+        progress: bool = True) -> Path:
+    """DPO from ``model`` (the SFT model's folder), the frozen ``model`` as reference;
+    returns the merged model's folder."""
+    settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
+                    seed=seed, beta=beta)
+    return _train("dpo", model, preference_dataset(texts, labels, seed=seed), settings, lora_rank, progress)
+
+
+def training_history(model_dir: Path | str) -> list[dict]:
+    """The logged training losses of a model fine-tuned here."""
+    return json.loads((Path(model_dir) / "crowdlens.json").read_text()).get("history", [])
+
+
+class LMLabelScorer(ProbabilisticClassifier):
+    """Scores the five labels after ``label_prompt`` with a (fine-tuned) causal LM.
+
+    ``predict_proba`` is the softmax of each label's mean token log-probability;
+    ``classes_`` the label names, like the other classifiers of ``crowdlens.participation``.
+    """
+
+    def __init__(self, model: str | Path = "smollm2", labels: Sequence[str] = FIVE_CLASSES, batch_size: int = 8):
+        self.model, self.labels, self.batch_size = model, labels, batch_size
+
+    def fit(self, texts=None, labels=None) -> "LMLabelScorer":
+        """Load the (already fine-tuned) model; ``predict_proba`` calls it once."""
+        self.tokenizer_, self.lm_ = _load(self.model)
+        self.lm_.eval()
+        self.classes_ = np.asarray(list(self.labels))
+        self.label_ids_ = [self.tokenizer_(f" {LABEL_WORDS[label]}", add_special_tokens=False)["input_ids"]
+                           for label in self.classes_]
+        return self
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """Mean token log-probability of each label after ``label_prompt`` of each text."""
+        import torch
+
+        if not hasattr(self, "lm_"):
+            self.fit()
+        out = np.zeros((len(texts), len(self.classes_)))
+        pad = self.tokenizer_.pad_token_id
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                chunk = texts[start:start + self.batch_size]
+                prompts = [self.tokenizer_(label_prompt(t), add_special_tokens=False)["input_ids"] for t in chunk]
+                sequences = [(i, j, p + ids) for i, p in enumerate(prompts) for j, ids in enumerate(self.label_ids_)]
+                width = max(len(s) for _, _, s in sequences)
+                ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(sequences), width), dtype=torch.long)
+                for row, (_, _, seq) in enumerate(sequences):
+                    ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
+                logp = torch.log_softmax(self.lm_(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                for row, (i, j, _) in enumerate(sequences):
+                    n_prompt, label = len(prompts[i]), self.label_ids_[j]
+                    positions = torch.arange(n_prompt - 1, n_prompt - 1 + len(label))
+                    out[start + i, j] = logp[row, positions, torch.tensor(label)].mean().item()
+        return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        scores = self.scores(list(texts))
+        scores = scores - scores.max(axis=1, keepdims=True)
+        p = np.exp(scores)
+        return p / p.sum(axis=1, keepdims=True)

@@ -1,0 +1,63 @@
+"""Every estimator of the book follows scikit-learn's conventions: ``__init__`` only
+stores its parameters (so ``sklearn.base.clone`` copies it), and ``fit`` sets what it
+learns in attributes ending in ``_``."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from crowdlens.core.encoders import EncoderClassifier
+from crowdlens.crowd_response.distributions import KNNDistribution, PriorDistribution, SoftmaxRegression
+from crowdlens.crowd_response.emotions import ChineseTextClassifier, LexiconEmotion
+from crowdlens.crowd_response.replies import ReplyModel
+from crowdlens.participation.classifiers import CentroidClassifier, DictionaryRule, TfidfLogReg
+from crowdlens.participation.llm_labels import LLMAnnotator, LMLabelScorer
+
+# each with parameters other than its defaults, so that clone must carry them over
+ESTIMATORS = [
+    TfidfLogReg(C=1.5, min_df=1, seed=3),
+    CentroidClassifier(model="minilm", temperature=0.1, cache_embeddings=False),
+    DictionaryRule(words=["protest", "rally"]),
+    EncoderClassifier("minilm", max_length=64, epochs=1, checkpoint_dir="checkpoints", progress=False),
+    ChineseTextClassifier(features="chars", C=1.0),
+    LexiconEmotion(),
+    PriorDistribution(),
+    KNNDistribution(k=5),
+    SoftmaxRegression(alpha=(0.1, 1.0), epochs=10),
+    LMLabelScorer("smollm2", batch_size=2),
+    LLMAnnotator("smollm2", calibrate=False, max_chars=200),
+    ReplyModel("smollm2", adapter="mixture", target_modules=["q_proj"], steps=3),
+]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
+def test_clone_copies_the_parameters_and_nothing_learned(estimator):
+    copy = clone(estimator)
+    assert type(copy) is type(estimator) and copy is not estimator
+    assert copy.get_params() == estimator.get_params()
+    signature = {name for name, parameter in inspect.signature(type(estimator).__init__).parameters.items()
+                 if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)}
+    # __init__ set exactly the parameters, under their own names, and nothing ending in _
+    assert set(vars(copy)) == signature
+    assert not [name for name in vars(copy) if name.endswith("_")]
+
+
+def test_fit_sets_the_learned_attributes_and_a_clone_starts_unfitted():
+    texts = ["we will protest on friday", "join the rally", "nice weather today", "my cat sleeps"] * 5
+    labels = ["Participation", "Participation", "None", "None"] * 5
+    fitted = TfidfLogReg(min_df=1).fit(texts, labels)
+    assert list(fitted.classes_) == ["None", "Participation"]
+    assert list(fitted.predict(["join the rally", "my cat sleeps"])) == ["Participation", "None"]
+    fresh = clone(fitted)
+    assert not hasattr(fresh, "classes_") and not hasattr(fresh, "pipeline_")
+
+
+def test_invalid_parameters_are_refused_when_fitting():
+    with pytest.raises(ValueError, match="features must be one of"):
+        ChineseTextClassifier(features="pinyin").fit(["一", "二"], ["happy", "sad"])
+    with pytest.raises(ValueError, match="adapter must be one of"):
+        ReplyModel(adapter="prefix").fit(np.array([]))
