@@ -10,7 +10,7 @@ import time
 
 from chapter_runs import run_meta
 
-from crowdlens import book
+from crowdlens.book import runner as book
 
 
 def run() -> dict:

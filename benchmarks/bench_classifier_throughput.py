@@ -24,7 +24,8 @@ import time
 
 import torch
 
-from crowdlens import data, encoders, explore, models
+from crowdlens import data, participation
+from crowdlens.core import encoders, sampling
 
 N_COMMENTS = 2000
 REPEATS = 3
@@ -34,9 +35,9 @@ QUALITY_TASKS = ("binary", "multiclass_layered")  # the card's test metrics a fa
 def comments() -> list[str]:
     political = data.load_reddit_political()
     political = political[political["kind"] == "comment"]
-    texts = explore.reddit_text(political)
+    texts = data.reddit_text(political)
     texts = texts[texts.str.len() > 0]
-    return explore.sample(texts.to_frame("text"), N_COMMENTS, seed=0)["text"].tolist()
+    return sampling.sample(texts.to_frame("text"), N_COMMENTS, seed=0)["text"].tolist()
 
 
 def rate(fn, texts) -> tuple[float, object]:
@@ -50,12 +51,12 @@ def run() -> dict:
 
     torch.set_num_threads(2)
     texts = comments()
-    classifier = models.load_classifier("participation")
+    classifier = participation.load_classifier("participation")
     quantised = copy.copy(classifier.binary)
     quantised.model_ = torch.ao.quantization.quantize_dynamic(classifier.binary.model_, {torch.nn.Linear},
                                                              dtype=torch.qint8)
     onnx_int8 = classifier.to_onnx(quantize=True, threads=2)
-    distilled = models.load_classifier("participation-distilled")
+    distilled = participation.load_classifier("participation-distilled")
     distilled_int8 = distilled.to_onnx(quantize=True, threads=2)
     distilled_name = f"onnxruntime int8, distilled ({distilled.binary.model_.config.num_hidden_layers} layers)"
     backends = {"pytorch fp32": classifier.binary, "pytorch int8": quantised,

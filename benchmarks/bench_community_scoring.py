@@ -17,10 +17,11 @@ SIZES = [10_000, 100_000, None]
 
 CHILD = r"""
 import json, resource, sys, time
-from crowdlens import communities as com, models
+from crowdlens import participation
+from crowdlens.participation import communities as com
 from crowdlens.data import table_path
 limit = None if sys.argv[1] == "all" else int(sys.argv[1])
-classifier = models.load_classifier("participation")
+classifier = participation.load_classifier("participation")
 scorer = com.ParticipationScorer(classifier, cache=sys.argv[2], progress=False)
 started = time.perf_counter()
 scored = com.score_parquet(table_path("reddit_political"), scorer, keep=["subreddit", "kind", "created_utc"],

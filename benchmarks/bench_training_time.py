@@ -14,7 +14,7 @@ import nbformat
 
 from chapter_runs import latest_full_run, run_meta, run_metadata
 
-from crowdlens import book
+from crowdlens.book import runner as book
 
 CHAPTER = "training"
 QUICK_LIMIT_SECONDS = 300

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import nbformat
 
-from crowdlens import book
-from crowdlens.config import cache_dir
+from crowdlens.book import runner as book
+from crowdlens.core.config import cache_dir
 
 
 def run_meta(path: Path) -> dict:

@@ -19,9 +19,14 @@ def normalise(requirement: str) -> tuple[str, str]:
     return name, spec
 
 
+def all_requirements(project: dict) -> list[str]:
+    """The library's dependencies and every extra's."""
+    return project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+
+
 def test_pyproject_and_environment_yml_agree():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = dict(normalise(r) for r in project["dependencies"])
+    declared = dict(normalise(r) for r in all_requirements(project))
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     listed: dict[str, str] = {}
     for entry in env["dependencies"]:
@@ -34,7 +39,7 @@ def test_pyproject_and_environment_yml_agree():
 
 def test_every_dependency_has_a_lower_bound_and_torch_is_capped():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for requirement in project["dependencies"]:
+    for requirement in all_requirements(project):
         assert ">=" in requirement, f"{requirement} needs a lower bound"
     torch = next(r for r in project["dependencies"] if r.startswith("torch"))
     assert "<=2.14" in torch
@@ -45,3 +50,18 @@ def test_no_deps_package_is_installed_by_the_makefile():
     makefile = (ROOT / "Makefile").read_text()
     for requirement in no_deps:
         assert f'--no-deps "{requirement}"' in makefile
+
+
+def test_the_book_and_the_tests_are_extras_that_make_installs():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {normalise(r)[0] for r in project["dependencies"]}
+    extras = project["optional-dependencies"]
+    assert {"jupyter-book", "papermill", "jupytext"} <= {normalise(r)[0] for r in extras["book"]}
+    assert {"pytest", "playwright"} <= {normalise(r)[0] for r in extras["test"]}
+    assert not runtime & {"jupyter-book", "papermill", "jupytext", "pytest", "playwright"}
+    assert '-e ".[book,test]"' in (ROOT / "Makefile").read_text()
+
+
+def test_the_licence_is_an_spdx_expression():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"  # a string, not the deprecated {text = ...} table

@@ -54,7 +54,7 @@ def browser():
 
 def test_book_has_the_expected_pages():
     names = pages()
-    for expected in ["intro.html", "chapters/data_tour.html", "teaching.html", "provenance.html",
+    for expected in ["intro.html", "chapters/data_tour.html", "teaching.html", "provenance.html", "api.html",
                      "references.html", "search.html"]:
         assert expected in names
 
@@ -117,3 +117,13 @@ def test_search_page_finds_a_word_from_the_book(site, browser):
 def test_provenance_page_lists_the_data_tour_run():
     text = (HTML / "provenance.html").read_text()
     assert "data_tour" in text and "sample_rows" in text and "papermill" in text
+
+
+def test_api_reference_documents_every_layer_from_the_docstrings():
+    text = (HTML / "api.html").read_text()
+    for documented in ["crowdlens.core.hub.load_encoder", "crowdlens.data.registry.load_collective_action",
+                       "crowdlens.participation.classifiers.Experiment", "crowdlens.participation.saved.load_classifier",
+                       "crowdlens.crowd_response.replies.ReplyModel", "crowdlens.book.runner.build_book"]:
+        assert f'id="{documented}"' in text, documented
+    assert "Used in the training chapter" in text  # docstrings, not only signatures
+

@@ -3,6 +3,7 @@ and resume, provenance — on tiny chapters written into a temporary book."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import nbformat
@@ -144,3 +145,10 @@ def test_chapters_link_each_other_with_doc_roles():
                  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if local_link.search(line)]
     assert not offenders, "use {doc}`text <chapter>` for links between chapters:\n" + "\n".join(offenders)
+
+
+def test_a_missing_book_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "papermill", None)  # as if the book extra were not installed
+    with pytest.raises(book.BookError, match=r"crowdlens\[book\]"):
+        book.execute_chapter("data_tour")
+

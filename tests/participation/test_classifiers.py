@@ -67,7 +67,7 @@ def test_evaluate_probabilities_reports_three_decisions():
     y = np.array(["None", "None", "Participation", "None"] * 10)
     evaluation = part.evaluate_probabilities("m", "binary", p, classes, ["Participation"] * 3 + ["None"], y,
                                              folds=2, n_boot=50)
-    rows, preds = evaluation.rows, evaluation.predictions
+    rows = evaluation.rows
     assert [r["decision"] for r in rows] == ["raw", "EM prior", "cross-fitted threshold"]
     assert all(0 <= r["ci_low"] <= r["weighted_f1"] <= r["ci_high"] <= 1 for r in rows)
 

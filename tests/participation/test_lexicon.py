@@ -153,16 +153,3 @@ def test_bad_crowd_parameters_are_refused(gold):
         A.simulate_crowd(pd.Series(["Maybe"]))
     with pytest.raises(ValueError, match="method must be"):
         A.aggregate(pd.DataFrame({"task": [1], "worker": ["a"], "label": ["None"]}), "vote")
-
-
-# --- the LLM annotator --------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_llm_annotator_returns_a_valid_label_per_text(isolated_cache, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    annotator = A.LLMAnnotator("smollm2")
-    result = annotator.annotate(["Join the strike on Monday!", "I made pasta."], progress=False)
-    assert list(result["label"].isin(A.FIVE_CLASSES)) == [True, True]
-    assert (result["seconds"] > 0).all() and {f"score_{l}" for l in A.FIVE_CLASSES} <= set(result.columns)
-    # scores are calibrated: a content-free comment scores zero for every label
-    assert np.allclose(annotator.scores("N/A") - annotator.baseline, 0.0, atol=1e-4)

@@ -39,3 +39,16 @@ def test_sft_then_dpo_learn_and_are_cached(isolated_cache, monkeypatch, capsys):
     assert dpo != sft and (dpo / "config.json").is_file() and len(L.training_history(dpo)) == 2
     p = L.LMLabelScorer(dpo).predict_proba(texts[:2])
     assert p.shape == (2, 5) and np.allclose(p.sum(1), 1)
+
+
+# --- the LLM annotator --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_llm_annotator_returns_a_valid_label_per_text(isolated_cache, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    annotator = L.LLMAnnotator("smollm2")
+    result = annotator.annotate(["Join the strike on Monday!", "I made pasta."], progress=False)
+    assert list(result["label"].isin(L.FIVE_CLASSES)) == [True, True]
+    assert (result["seconds"] > 0).all() and {f"score_{l}" for l in L.FIVE_CLASSES} <= set(result.columns)
+    # scores are calibrated: a content-free comment scores zero for every label
+    assert np.allclose(annotator.scores("N/A") - annotator.baseline_, 0.0, atol=1e-4)

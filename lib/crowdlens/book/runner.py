@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import os
@@ -79,6 +80,18 @@ class ChapterFailed(BookError):
         super().__init__(message)
 
 
+#: How to get what the runner needs beyond the library (the ``book`` extra of pyproject.toml).
+BOOK_EXTRA = "pip install 'crowdlens[book]' (`make setup` installs it)"
+
+
+def _book_module(name: str):
+    """Import one of the book extra's packages, or say how to install them."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise BookError(f"the book runner needs {name}, part of the book extra: {BOOK_EXTRA}") from exc
+
+
 # Layout ------------------------------------------------------------------------------
 
 def _root() -> Path:
@@ -136,9 +149,7 @@ def chapter_source(name: str) -> Path:
 # Parameters --------------------------------------------------------------------------
 
 def read_notebook(name: str):
-    import jupytext
-
-    return jupytext.read(chapter_source(name))
+    return _book_module("jupytext").read(chapter_source(name))
 
 
 def parameters_of(notebook) -> dict[str, Any]:
@@ -299,8 +310,7 @@ def execute_chapter(
     progress: bool = True,
 ) -> ChapterRun:
     """Execute one chapter with papermill (profile parameters, then ``overrides``) unless cached."""
-    import nbformat
-    import papermill
+    nbformat, papermill = _book_module("nbformat"), _book_module("papermill")
 
     notebook = read_notebook(name)
     defaults = parameters_of(notebook)
@@ -378,7 +388,7 @@ def execute_chapter(
 
 def write_provenance_page(chapters: list[str] | None = None) -> Path:
     """``book/provenance.md``: one section per executed chapter, from its notebook metadata."""
-    import nbformat
+    nbformat = _book_module("nbformat")
 
     chapters = chapters if chapters is not None else toc_chapters()
     lines = [
@@ -422,6 +432,7 @@ def write_provenance_page(chapters: list[str] | None = None) -> Path:
 
 def build_html(quiet: bool = False) -> Path:
     """``jupyter-book build book/`` (notebooks are already executed; Sphinx does not re-run them)."""
+    _book_module("jupyter_book")
     entry = "import sys; from jupyter_book.cli.main import main; sys.exit(main())"
     command = [sys.executable, "-c", entry, "build", str(book_dir()), "--keep-going"]
     if quiet:
