@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from rich.table import Table as RichTable
 
 from crowdlens.book import runner
@@ -22,7 +24,8 @@ err_console = Console(stderr=True)
 
 
 def _fail(message: str, code: int = 1):
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # the message is printed as it is: a pandas error's "[columns]" or a chapter name "[/x]" is text, not markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -59,15 +62,15 @@ def book(
     except runner.BookError as exc:
         _fail(str(exc))
     for run in runs:
-        console.print(f"{run.name}: {'cached' if run.cached else 'executed'} in {run.seconds:.1f} s")
+        console.print(f"{run.name}: {'cached' if run.cached else 'executed'} in {run.seconds:.1f} s", markup=False)
     if not no_html:
-        console.print(f"book: {runner.html_dir() / 'index.html'}")
+        console.print(f"book: {runner.html_dir() / 'index.html'}", markup=False)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    chapter: str = typer.Argument(..., help="chapter name, e.g. data_tour"),
+    chapter: str = typer.Argument(..., metavar="CHAPTER", help="chapter name, e.g. data_tour"),
     profile: str = typer.Option("quick", "--profile", help="profile whose parameters the overrides modify"),
     force: bool = typer.Option(False, "--force", help="re-execute even when a cached result exists"),
     no_html: bool = typer.Option(False, "--no-html", help="skip rebuilding the HTML book"),
@@ -85,11 +88,11 @@ def run(
         _fail(str(exc))
     for run_ in runs:
         console.print(f"{run_.name}: {'cached' if run_.cached else 'executed'} in {run_.seconds:.1f} s "
-                      f"with {run_.parameters}")
+                      f"with {run_.parameters}", markup=False)
 
 
 @app.command()
-def params(chapter: str = typer.Argument(..., help="chapter name")):
+def params(chapter: str = typer.Argument(..., metavar="CHAPTER", help="chapter name")):
     """List a chapter's parameters, their defaults and each profile's values."""
     try:
         defaults = runner.chapter_parameters(chapter)
@@ -97,8 +100,8 @@ def params(chapter: str = typer.Argument(..., help="chapter name")):
         _fail(str(exc))
     table = RichTable("parameter", "type", "default", *runner.PROFILES)
     for name, default in defaults.items():
-        table.add_row(name, type(default).__name__, repr(default),
-                      *[repr(runner.PROFILES[p].get(chapter, {}).get(name, default)) for p in runner.PROFILES])
+        table.add_row(*map(Text, [name, type(default).__name__, repr(default),
+                                  *[repr(runner.PROFILES[p].get(chapter, {}).get(name, default)) for p in runner.PROFILES]]))
     console.print(table)
 
 
@@ -115,7 +118,7 @@ def data_fetch(
     except DataError as exc:
         _fail(str(exc))
     for table, path in written.items():
-        console.print(f"{table}: {path}")
+        console.print(f"{table}: {path}", markup=False)
 
 
 @data_app.command("check")
@@ -123,11 +126,11 @@ def data_check(folder: Optional[Path] = typer.Argument(None, help="data folder (
     """Validate every table of a data folder and print rows and status."""
     target = folder if folder is not None else data_dir()
     report = check(target)
-    table = RichTable("table", "file", "rows", "status", title=f"data folder: {target}")
+    table = RichTable("table", "file", "rows", "status", title=Text(f"data folder: {target}"))
     for row in report.itertuples():
         style = "green" if row.status.startswith("ok") else "red"
         rows = "" if row.rows is None or row.rows != row.rows else f"{int(row.rows):,}"
-        table.add_row(row.table, row.file, rows, f"[{style}]{row.status}[/]")
+        table.add_row(Text(row.table), Text(str(row.file)), rows, Text(row.status, style=style))
     console.print(table)
     if not report["status"].str.startswith("ok").all():
         raise typer.Exit(1)
