@@ -29,3 +29,19 @@ def test_usage_names_the_chapter_argument_in_capitals():
     for command in ["run", "params"]:
         result = runner.invoke(app, [command, "--help"])
         assert result.exit_code == 0 and "CHAPTER" in result.output and "{chapter}" not in result.output
+
+
+def test_a_list_parameter_accepts_the_spellings_a_shell_user_types():
+    from crowdlens.book import runner as book
+
+    defaults = {"target_tasks": ["binary", "multiclass"]}
+    for spelling, expected in [("[multiclass]", ["multiclass"]), ("binary,multiclass", ["binary", "multiclass"]),
+                               ('["binary"]', ["binary"]), ("[binary, multiclass]", ["binary", "multiclass"]),
+                               ("multiclass", ["multiclass"]), ("[]", [])]:
+        assert book.validate_parameters("training", {"target_tasks": spelling}, defaults) == {"target_tasks": expected}
+
+
+def test_an_empty_list_value_says_how_to_write_a_list():
+    result = runner.invoke(app, ["run", "training", "-p", "target_tasks", "", "--no-html"])
+    assert result.exit_code == 1
+    assert "needs a list" in result.output and "-p target_tasks binary,multiclass" in result.output

@@ -178,6 +178,23 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_list(text: str, name: str) -> list:
+    """A list from the command line: a Python literal (``'["binary", "multiclass"]'``), or
+    words in brackets or separated by commas (``[multiclass]``, ``binary,multiclass``)."""
+    value = parse_value(text)
+    if isinstance(value, list):
+        return value
+    words = [w.strip().strip("'\"") for w in text.strip().removeprefix("[").removesuffix("]").split(",")]
+    words = [w for w in words if w]
+    if not words and text.strip() not in ("[]", ""):
+        words = [text.strip()]
+    if not words and text.strip() == "":
+        raise ParameterError(
+            f"parameter '{name}' needs a list, got an empty value (the shell may have expanded [...] as a file "
+            f"pattern): write -p {name} binary,multiclass or quote it, -p {name} '[\"binary\", \"multiclass\"]'")
+    return [parse_value(w) if not isinstance(parse_value(w), str) else w for w in words]
+
+
 def _type_ok(default: Any, value: Any) -> bool:
     if default is None:
         return True
@@ -203,7 +220,9 @@ def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str
         if key not in defaults:
             raise ParameterError(f"chapter '{name}' has no parameter '{key}'. Valid parameters: {listing}")
         default = defaults[key]
-        if isinstance(value, str) and not isinstance(default, str):
+        if isinstance(value, str) and isinstance(default, list):
+            value = parse_list(value, key)
+        elif isinstance(value, str) and not isinstance(default, str):
             value = parse_value(value)
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
