@@ -121,3 +121,33 @@ def test_confusion_matrix_rows_are_conditional_on_the_truth():
     m = M.confusion_matrix(y_true, y_pred, ["None", "Execution", "Intention"])
     assert np.allclose(m[0], [2 / 3, 1 / 3, 0]) and np.allclose(m[1], [0.5, 0.5, 0])
     assert np.allclose(m[2], [0, 0, 1])  # no true Intention: identity row
+
+
+def test_bbse_recovers_a_shifted_prior_without_test_labels():
+    rng = np.random.default_rng(0)
+    classes = ["None", "Execution"]
+    # a classifier that is right 80 % of the time whatever the class (p(x | y) does not change)
+    def predict(truth):
+        flip = rng.random(len(truth)) < 0.2
+        return np.where(flip, np.where(truth == "None", "Execution", "None"), truth)
+
+    held_out = rng.choice(classes, 4000, p=[0.3, 0.7])  # the training prior
+    test = rng.choice(classes, 4000, p=[0.75, 0.25])  # the shifted test prior
+    shift = M.bbse_prior_shift(predict(test), held_out, predict(held_out), classes, np.array([0.3, 0.7]))
+    assert np.allclose(shift.prior, [0.75, 0.25], atol=0.03) and not shift.is_collapsed
+    assert np.allclose(shift.weights, shift.prior / np.array([0.3, 0.7]))
+    adjusted = shift.adjust(np.array([[0.5, 0.5]]))
+    assert adjusted[0, 0] > 0.5 and np.isclose(adjusted.sum(), 1)  # None became more probable
+    assert "estimates the prior None 0.7" in shift.describe(classes)
+
+
+def test_a_collapsed_prior_estimate_is_detected_and_reported_not_printed_as_a_result():
+    classes = ["None", "Problem-Solution", "Execution"]
+    train_prior = np.array([0.3, 0.4, 0.3])
+    # posteriors that overstate participation: EM follows them and drives None to zero
+    p = np.tile([0.05, 0.55, 0.40], (200, 1))
+    shift = M.em_prior_shift(p, train_prior)
+    assert shift.is_collapsed and shift.collapsed == (0,)
+    message = shift.describe(classes)
+    assert "collapsed" in message and "None" in message and "not a result" in message
+    assert M.collapsed_classes([0.5, 0.5, 0.0], [0.5, 0.5, 0.0]) == ()  # absent in training: not a collapse

@@ -4,6 +4,7 @@ scipy, shaped for the book's tables."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -149,6 +150,85 @@ def corrected_prevalence(observed: np.ndarray, confusion: np.ndarray, method: st
             return new
         true = new
     return true
+
+
+#: Below this estimated share a class counts as collapsed when its training share was above it.
+COLLAPSE_SHARE = 0.01
+
+
+@dataclass(frozen=True)
+class PriorShift:
+    """An estimated class prior of new data, with what was assumed and whether it collapsed.
+
+    ``collapsed``: indices of the classes whose estimated share fell below ``min_share``
+    although their training share did not — the estimator has driven them (near) to
+    zero, and posteriors adjusted to this prior never predict them. Report it; do not
+    print its numbers as a result.
+    """
+
+    method: str
+    prior: np.ndarray
+    train_prior: np.ndarray
+    collapsed: tuple[int, ...]
+
+    @property
+    def is_collapsed(self) -> bool:
+        return bool(self.collapsed)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Importance weights q(y) / p(y) (Lipton et al. 2018's w)."""
+        return self.prior / np.where(self.train_prior > 0, self.train_prior, 1)
+
+    def adjust(self, probabilities: np.ndarray) -> np.ndarray:
+        """Posteriors re-weighted from the training prior to this one (Saerens et al. 2002, eq. 2.4)."""
+        weighted = np.asarray(probabilities, dtype=float) * self.weights
+        totals = weighted.sum(axis=1, keepdims=True)
+        return weighted / np.where(totals > 0, totals, 1)
+
+    def describe(self, classes: Sequence[str]) -> str:
+        """One sentence for the reader: the estimate, or which classes it collapsed."""
+        shares = ", ".join(f"{c} {q:.3f}" for c, q in zip(classes, self.prior))
+        if not self.is_collapsed:
+            return f"{self.method} estimates the prior {shares}."
+        lost = ", ".join(str(classes[i]) for i in self.collapsed)
+        return (f"{self.method} collapsed: it drove {lost} to a share below {COLLAPSE_SHARE:.0%} "
+                f"({shares}); decisions adjusted to it never predict {lost}, so they are not a result.")
+
+
+def collapsed_classes(prior: np.ndarray, train_prior: np.ndarray, min_share: float = COLLAPSE_SHARE
+                      ) -> tuple[int, ...]:
+    """Classes present in training (share >= ``min_share``) whose estimated share fell below it."""
+    prior, train_prior = np.asarray(prior, dtype=float), np.asarray(train_prior, dtype=float)
+    return tuple(int(i) for i in np.flatnonzero((prior < min_share) & (train_prior >= min_share)))
+
+
+def em_prior_shift(probabilities: np.ndarray, train_prior: np.ndarray, min_share: float = COLLAPSE_SHARE,
+                   max_iter: int = 100, tol: float = 1e-6) -> PriorShift:
+    """``em_prior_adjust``'s prior estimate, checked for collapse (EM follows the
+    classifier's own posteriors and can drive a class to zero when they are miscalibrated)."""
+    train_prior = np.asarray(train_prior, dtype=float)
+    _, prior = em_prior_adjust(probabilities, train_prior, max_iter, tol)
+    return PriorShift("EM prior", prior, train_prior, collapsed_classes(prior, train_prior, min_share))
+
+
+def bbse_prior_shift(test_predictions: Sequence, held_out_truth: Sequence, held_out_predictions: Sequence,
+                     classes: Sequence, train_prior: np.ndarray, method: str = "em",
+                     min_share: float = COLLAPSE_SHARE) -> PriorShift:
+    """Black-box shift estimation (Lipton, Wang & Smola 2018), with no test label.
+
+    The confusion matrix P(predicted j | true i) comes from rows held out of the
+    training set; the test set's predicted-class shares are then explained as that
+    matrix applied to an unknown test prior, solved on the simplex (``method="em"``,
+    stable when rare classes make the matrix ill-conditioned) or by inversion
+    (``corrected_prevalence``). Holds when only the prior shifts (p(x | y) fixed).
+    """
+    classes = list(classes)
+    confusion = confusion_matrix(held_out_truth, held_out_predictions, classes)
+    predicted = pd.Series(list(test_predictions)).value_counts(normalize=True).reindex(classes, fill_value=0)
+    prior = corrected_prevalence(predicted.to_numpy(), confusion, method=method)
+    train_prior = np.asarray(train_prior, dtype=float)
+    return PriorShift(f"BBSE ({method})", prior, train_prior, collapsed_classes(prior, train_prior, min_share))
 
 
 # Distributions -----------------------------------------------------------------------
