@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from crowdlens import participation as part
+from crowdlens.core.metrics import weighted_f1
 from crowdlens.participation import saved as saved_module
 
 
@@ -192,3 +193,29 @@ def test_raw_rows_score_the_most_probable_class():
     from sklearn.metrics import f1_score
 
     assert rows[0]["weighted_f1"] == pytest.approx(f1_score(y, predictions["raw"], average="weighted"))
+
+
+def test_experiment_records_each_model_and_builds_the_results_table(frame):
+    frame = frame.assign(CommentID=[f"c{i}" for i in range(len(frame))])
+    train, test = frame.iloc[:16], frame.iloc[16:]
+    experiment = part.Experiment(train, test, folds=2, seed=0, n_boot=20)
+    prototype = part.TfidfLogReg(min_df=1)
+    binary = experiment.run("TF-IDF", prototype, "binary")
+    experiment.run("TF-IDF", prototype, "multiclass")  # the same prototype serves every task
+    assert not hasattr(prototype, "pipeline_") and hasattr(binary.estimator, "pipeline_")  # fitted copies only
+    levels = experiment.run("TF-IDF", prototype, "levels")
+    assert levels.rows == [] and len(experiment.evaluations_) == 2  # the level step is not a result
+    experiment.layered("TF-IDF", binary, levels)
+    experiment.score_sample("rule (n=4)", "binary", test.iloc[:4], ["None"] * 4)
+    results = experiment.results
+    assert list(results.drop_duplicates(["model", "task"])[["model", "task"]].itertuples(index=False, name=None)) == [
+        ("TF-IDF", "binary"), ("TF-IDF", "multiclass"), ("TF-IDF", "layered"), ("rule (n=4)", "binary")]
+    assert set(results["decision"]) == {"raw", "EM prior", "cross-fitted threshold"}
+    assert ("TF-IDF", "layered", "raw") in experiment.predictions and len(experiment.prediction_table()) == 8 * 9
+    assert not any(key[0].startswith("rule") for key in experiment.predictions)  # sample rows: no predictions
+    table = experiment.table(reference={"paper": "0.71"})
+    assert {"always None (floor)", "paper", "TF-IDF"} <= set(table.index)
+    assert table.loc["paper", "binary"] == "0.71" and table.loc["TF-IDF", "binary"].endswith(")")
+    assert experiment.floor()["binary"] == pytest.approx(weighted_f1(part.task_labels(test, "binary"), ["None"] * 8))
+    other = experiment.with_train(frame.iloc[:8])
+    assert other.evaluations_ == [] and other.test is test and other.n_boot == 20

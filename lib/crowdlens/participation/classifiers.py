@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from crowdlens.core import metrics
 from crowdlens.core.config import atomic_path, cache_dir
@@ -343,9 +344,11 @@ class Experiment:
         return self.test[self.text_column].astype(str).tolist()
 
     def run(self, name: str, estimator, task: str) -> Evaluation:
-        """Fit and score ``estimator`` (``run_model``); recorded unless ``task="levels"``."""
-        evaluation = run_model(name, estimator, task, self.train, self.test, self.text_column, self.folds,
-                               self.seed, self.n_boot)
+        """Fit a fresh copy (``sklearn.base.clone``) of ``estimator`` and score it
+        (``run_model``; the fitted copy is ``evaluation.estimator``); recorded unless
+        ``task="levels"``. The same unfitted estimator can serve every task."""
+        evaluation = run_model(name, clone(estimator, safe=False), task, self.train, self.test, self.text_column,
+                               self.folds, self.seed, self.n_boot)
         return evaluation if task == "levels" else self.record(evaluation)
 
     def ensemble(self, name: str, evaluations: Sequence[Evaluation]) -> Evaluation:
@@ -365,12 +368,11 @@ class Experiment:
         """Out-of-fold ``probabilities`` scored by their most probable class (``raw_rows``)."""
         return self.record(raw_rows(name, task, probabilities, classes, self.labels(task), self.n_boot, self.seed))
 
-    def on_target_folds(self, name: str, make_estimator, task: str, classes: Sequence[str],
-                        folds: int) -> Evaluation:
-        """A fresh ``make_estimator()`` per fold of the labelled test comments, trained on
+    def on_target_folds(self, name: str, estimator, task: str, classes: Sequence[str], folds: int) -> Evaluation:
+        """A fresh copy of ``estimator`` per fold of the labelled test comments, trained on
         the other folds (``crossfit_probabilities``), scored raw."""
-        probabilities = crossfit_probabilities(make_estimator, self.test_texts(), self.labels(task), classes, folds,
-                                               self.seed)
+        probabilities = crossfit_probabilities(lambda: clone(estimator, safe=False), self.test_texts(),
+                                               self.labels(task), classes, folds, self.seed)
         return self.raw(name, task, probabilities, classes)
 
     def score_sample(self, name: str, task: str, sample: pd.DataFrame, predictions: Sequence[str]) -> Evaluation:
