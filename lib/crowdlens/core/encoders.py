@@ -91,6 +91,10 @@ class _BatchedClassifier(ProbabilisticClassifier):
 
 
 class EncoderClassifier(_BatchedClassifier):
+    """A text classifier fine-tuned from an encoder (``model``: the offline MiniLM default or a hub id)
+    with a class-weighted loss, early stopping and a checkpoint per epoch (see the module docstring).
+    Used in the training and weibo_crowds chapters."""
+
     def __init__(
         self,
         model: str = "minilm",
@@ -548,7 +552,7 @@ def throughput(classifiers: dict, texts: Sequence[str], batch_size: int | None =
     running service would have; ``batch_size=None`` lets each use its own default.
     With ``repeats`` > 1 the texts are scored that many times, the classifiers taking
     turns (so a slow spell of a shared machine hits them all), and the median rate is
-    reported with the slowest and fastest. Returns a DataFrame, one row per classifier."""
+    reported with the slowest and fastest. Returns a DataFrame, one row per classifier. Used in the training chapter."""
     import pandas as pd
 
     texts = list(texts)

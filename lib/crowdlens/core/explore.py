@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 def text_length(texts: pd.Series, unit: str = "words") -> pd.Series:
-    """Length of each text in ``words`` (whitespace tokens) or ``chars`` (for Chinese)."""
+    """Length of each text in ``words`` (whitespace tokens) or ``chars`` (for Chinese).
+    Used in the annotation and data_tour chapters."""
     texts = texts.astype("string").fillna("")
     if unit == "words":
         return texts.str.split().str.len().fillna(0).astype(int)
@@ -20,7 +21,7 @@ def to_datetime(seconds: pd.Series) -> pd.Series:
 
 
 def coverage(name: str, frame: pd.DataFrame, time_column: str | None, lengths: pd.Series, unit: str) -> dict:
-    """One row of a dataset overview: rows, time span, median length."""
+    """One row of a dataset overview: rows, time span, median length. Used in the data_tour chapter."""
     row = {"dataset": name, "rows": len(frame), "first": pd.NaT, "last": pd.NaT}
     if time_column is not None:
         times = to_datetime(frame[time_column]).dropna()
@@ -37,6 +38,7 @@ def counts_per_period(frame: pd.DataFrame, freq: str = "MS", by: str | None = No
 
     Periods with no rows inside the overall time span appear with count 0, so a
     gap in the collection shows as a drop to zero rather than a line drawn across it.
+    Used in the data_tour chapter.
     """
     times = to_datetime(frame[time_column]).dt.tz_localize(None)
     period = times.dt.to_period(freq[0]).dt.start_time.rename("period")

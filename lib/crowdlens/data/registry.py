@@ -184,7 +184,7 @@ def default_cache_data_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """The data folder the loaders read, by the resolution order of this module."""
+    """The data folder the loaders read, by the resolution order of this module. Used in the data_tour chapter."""
     env = os.environ.get("CROWDLENS_DATA")
     if env:
         return Path(env).expanduser()
@@ -224,44 +224,51 @@ def load_table(name: str, data_folder: Path | str | None = None) -> pd.DataFrame
 # One function per dataset -------------------------------------------------------------
 
 def load_collective_action(split: str = "train", data_folder: Path | str | None = None) -> pd.DataFrame:
-    """Pera & Aiello (ICWSM 2025) annotated comments; ``split`` is 'train' or 'test'."""
+    """Pera & Aiello (ICWSM 2025) annotated comments; ``split`` is 'train' or 'test'.
+    Used in the annotation, data_tour and training chapters."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     return load_table(f"collective_action_{split}", data_folder)
 
 
 def load_reddit_political(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """Anarchism, communism, Liberal, Conservative, Libertarian (Pushshift, 2017-2018)."""
+    """Anarchism, communism, Liberal, Conservative, Libertarian (Pushshift, 2017-2018).
+    Used in the data_tour and reddit_communities chapters."""
     return load_table("reddit_political", data_folder)
 
 
 def load_reddit_covid(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """50 state and 18 city subreddits in the first COVID-19 wave (2019-12-31 - 2020-04-18)."""
+    """50 state and 18 city subreddits in the first COVID-19 wave (2019-12-31 - 2020-04-18).
+    Used in the data_tour chapter."""
     return load_table("reddit_covid", data_folder)
 
 
 def load_covid_policy_dates(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """Dated state policy events; ``date`` stays MM/DD/YY text as upstream, parse with ``format='%m/%d/%y'``."""
+    """Dated state policy events; ``date`` stays MM/DD/YY text as upstream, parse with ``format='%m/%d/%y'``.
+    Used in the data_tour and reddit_communities chapters."""
     return load_table("covid_policy_dates", data_folder)
 
 
 def load_ced_posts(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """CED Weibo posts (Song et al. 2018) with rumor labels and author metadata."""
+    """CED Weibo posts (Song et al. 2018) with rumor labels and author metadata.
+    Used in the data_tour and weibo_crowds chapters."""
     return load_table("ced_posts", data_folder)
 
 
 def load_ced_reactions(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """Reposts/comments of the CED posts; ``text`` is '' for a bare repost."""
+    """Reposts/comments of the CED posts; ``text`` is '' for a bare repost.
+    Used in the data_tour and weibo_crowds chapters."""
     return load_table("ced_reactions", data_folder)
 
 
 def load_smp2020_ewect(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """SMP2020-EWECT Weibo texts with six emotions (virus and usual domains)."""
+    """SMP2020-EWECT Weibo texts with six emotions (virus and usual domains).
+    Used in the data_tour and weibo_crowds chapters."""
     return load_table("smp2020_ewect", data_folder)
 
 
 def check(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """Validate every table of a data folder; one row per table with rows and status."""
+    """Validate every table of a data folder; one row per table with rows and status. Used in the data_tour chapter."""
     folder = Path(data_folder) if data_folder is not None else data_dir()
     records = []
     for table in TABLES.values():

@@ -23,7 +23,7 @@ from crowdlens.participation.labels import NONE, PARTICIPATION, task_labels
 from crowdlens.participation.lexicon import Dictionary, load_dictionary, tokenize
 
 class TfidfLogReg(ProbabilisticClassifier):
-    """Word 1–2-gram TF-IDF + logistic regression (scikit-learn)."""
+    """Word 1–2-gram TF-IDF + logistic regression (scikit-learn). Used in the training chapter."""
 
     def __init__(self, C: float = 4.0, class_weight: str | None = "balanced", min_df: int = 2, seed: int = 0):
         self.C, self.class_weight, self.min_df, self.seed = C, class_weight, min_df, seed
@@ -47,7 +47,7 @@ class TfidfLogReg(ProbabilisticClassifier):
 class CentroidClassifier(ProbabilisticClassifier):
     """Nearest centroid on L2-normalised sentence embeddings (cosine similarity);
     probabilities are a softmax of similarities with a temperature. Embeddings are
-    cached on disk (``cache_embeddings``), as the same texts serve several tasks."""
+    cached on disk (``cache_embeddings``), as the same texts serve several tasks. Used in the training chapter."""
 
     def __init__(self, model: str = "minilm", temperature: float = 0.05, cache_embeddings: bool = True):
         self.model, self.temperature, self.cache_embeddings = model, temperature, cache_embeddings
@@ -69,7 +69,7 @@ class CentroidClassifier(ProbabilisticClassifier):
 
 class DictionaryRule(ProbabilisticClassifier):
     """Participation when a text has at least ``k`` collective-action words; ``k`` is
-    chosen on the training data to maximise weighted F1. Binary only."""
+    chosen on the training data to maximise weighted F1. Binary only. Used in the training chapter."""
 
     def __init__(self, words=None):
         self.words = words
@@ -320,6 +320,7 @@ class Experiment:
 
     ``evaluations_`` lists what was recorded, in order; ``results`` is their rows,
     ``predictions`` their test predictions by (model, task, decision).
+    Used in the training chapter.
     """
 
     def __init__(self, train: pd.DataFrame, test: pd.DataFrame, text_column: str = "ActionFocusedText",
@@ -427,7 +428,8 @@ class Experiment:
 
 
 def save_predictions(predictions: pd.DataFrame, name: str = "training") -> Path:
-    """Write a long table of test predictions to ``$CROWDLENS_CACHE/predictions/<name>.csv``."""
+    """Write a long table of test predictions to ``$CROWDLENS_CACHE/predictions/<name>.csv``.
+    Used in the training chapter."""
     target = cache_dir() / "predictions" / f"{name}.csv"
     with atomic_path(target, suffix=".csv") as tmp:
         predictions.to_csv(tmp, index=False)

@@ -95,6 +95,7 @@ class ParticipationScorer:
     (``cache=True`` for the user cache, or a path) only unseen texts are scored.
     ``classifier.to_onnx()`` scores ≈ 3× faster on a CPU (ONNX Runtime, int8 weights;
     ``benchmarks/bench_classifier_throughput.py``), with slightly different scores.
+    Used in the reddit_communities chapter.
     """
 
     def __init__(self, classifier, words: Dictionary | Sequence[str] | None = None, min_matches: int = 2,
@@ -285,7 +286,7 @@ def score_corpus(name: str, scorer: ParticipationScorer, keep: Sequence[str], sa
                  use_dask: bool = False, scheduler: str | None = None, npartitions: int = 8,
                  progress: bool = True) -> pd.DataFrame:
     """Score a registry table: a random sample of ``sample_rows`` (0 = every row, streamed
-    from the parquet file, or by Dask workers when ``use_dask``)."""
+    from the parquet file, or by Dask workers when ``use_dask``). Used in the reddit_communities chapter."""
     if sample_rows:
         frame = sample(load_table(name), sample_rows, seed)
         return score_frame(frame, scorer, keep, progress=progress)
@@ -295,7 +296,8 @@ def score_corpus(name: str, scorer: ParticipationScorer, keep: Sequence[str], sa
 
 
 def status_counts(scored: pd.DataFrame, by: Sequence[str] | str) -> pd.DataFrame:
-    """How many texts were empty, None by rule, or scored by the model, per group."""
+    """How many texts were empty, None by rule, or scored by the model, per group.
+    Used in the reddit_communities chapter."""
     table = pd.crosstab([scored[c] for c in ([by] if isinstance(by, str) else by)], scored["status"])
     table = table.reindex(columns=list(STATUSES), fill_value=0)
     table["total"] = table.sum(axis=1)
@@ -312,7 +314,8 @@ def _groups(scored: pd.DataFrame, by: Sequence[str] | str | None):
 def level_shares(scored: pd.DataFrame, by: Sequence[str] | str | None = None, label: str = "label",
                  levels: Sequence[str] = FIVE_CLASSES, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Share of each label per group with a bootstrap 95 % interval (texts resampled
-    within the group). Long format: group columns, level, n, count, share, ci_low, ci_high."""
+    within the group). Long format: group columns, level, n, count, share, ci_low, ci_high.
+    Used in the reddit_communities chapter."""
     rng = np.random.default_rng(seed)
     by, groups = _groups(scored, by)
     rows = []
@@ -340,6 +343,7 @@ def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequen
     "inversion") applies to the model-scored texts; texts that are None by rule
     (``few_terms``, ``empty``) stay None. The 95 % interval resamples both the group's
     texts and the test comments, so it carries the classifier's estimation error too.
+    Used in the reddit_communities chapter.
     """
     rng = np.random.default_rng(seed)
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
@@ -383,7 +387,8 @@ def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequen
 
 def keyword_profile(texts: Sequence[str], groups: Sequence[str], words: Dictionary | Sequence[str] | None = None
                     ) -> pd.DataFrame:
-    """Dictionary-term matches per 1,000 texts, one row per group, one column per term."""
+    """Dictionary-term matches per 1,000 texts, one row per group, one column per term.
+    Used in the reddit_communities chapter."""
     dictionary = load_dictionary() if words is None else (
         words if isinstance(words, Dictionary) else Dictionary.from_terms(words))
     terms = dictionary.terms
@@ -400,6 +405,7 @@ def topic_profile(texts: Sequence[str], groups: Sequence[str], n_topics: int = 2
     UMAP + HDBSCAN so that every text gets a topic and runs are deterministic).
 
     Returns (fitted BERTopic, group × topic share table, topic info table).
+    Used in the reddit_communities chapter.
     """
     from bertopic import BERTopic
     from sentence_transformers import SentenceTransformer
@@ -423,7 +429,8 @@ def topic_profile(texts: Sequence[str], groups: Sequence[str], n_topics: int = 2
 
 
 def profile_distances(profile: pd.DataFrame) -> pd.DataFrame:
-    """Jensen–Shannon divergence (bits) between the rows of a group × feature table."""
+    """Jensen–Shannon divergence (bits) between the rows of a group × feature table.
+    Used in the reddit_communities chapter."""
     values = profile.to_numpy(dtype=float)
     values = values / np.where(values.sum(1, keepdims=True) > 0, values.sum(1, keepdims=True), 1)
     n = len(values)
@@ -434,7 +441,7 @@ def profile_distances(profile: pd.DataFrame) -> pd.DataFrame:
 
 def compare_distances(distances: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Spearman correlation between methods' community-distance matrices (upper triangles):
-    1 = the methods order community pairs the same way."""
+    1 = the methods order community pairs the same way. Used in the reddit_communities chapter."""
     from scipy.stats import spearmanr
 
     names = list(distances)
@@ -452,7 +459,8 @@ def compare_distances(distances: dict[str, pd.DataFrame]) -> pd.DataFrame:
 # Models of participation ------------------------------------------------------------------
 
 def odds_ratios(result) -> pd.DataFrame:
-    """A fitted statsmodels logit as a table of odds ratios with 95 % intervals."""
+    """A fitted statsmodels logit as a table of odds ratios with 95 % intervals.
+    Used in the reddit_communities chapter."""
     ci = result.conf_int()
     table = pd.DataFrame({"odds_ratio": np.exp(result.params), "ci_low": np.exp(ci[0]),
                           "ci_high": np.exp(ci[1]), "p_value": result.pvalues})
@@ -461,7 +469,7 @@ def odds_ratios(result) -> pd.DataFrame:
 
 def action_logit(scored: pd.DataFrame, formula: str = "action ~ C(subreddit) + C(kind) + log_score + C(month)"):
     """Logit of a call, intention or execution (``action`` = 1) against Problem-Solution
-    among texts the classifier labels with a participation level."""
+    among texts the classifier labels with a participation level. Used in the reddit_communities chapter."""
     import statsmodels.formula.api as smf
 
     data = scored[scored["label"].isin(LEVELS)].copy()
@@ -475,7 +483,7 @@ def action_logit(scored: pd.DataFrame, formula: str = "action ~ C(subreddit) + C
 
 def daily_participation(scored: pd.DataFrame, by: Sequence[str] | str = (), time: str = "created_utc"
                         ) -> pd.DataFrame:
-    """Texts and participation share (any level) per day and group."""
+    """Texts and participation share (any level) per day and group. Used in the reddit_communities chapter."""
     by = [by] if isinstance(by, str) else list(by)
     data = scored.assign(day=pd.to_datetime(scored[time], unit="s", utc=True).dt.tz_localize(None).dt.floor("D"),
                          participation=scored["label"].ne(NONE).astype(int))
@@ -488,7 +496,8 @@ def daily_participation(scored: pd.DataFrame, by: Sequence[str] | str = (), time
 def align_to_events(daily: pd.DataFrame, events: pd.DataFrame, by: str) -> pd.DataFrame:
     """Pool daily series of several groups on event time: ``day`` becomes days since
     the group's event (``events``: columns ``by`` and ``date``) added to 2000-01-01, so
-    ``interrupted_time_series(aligned, "2000-01-01")`` fits the pooled event study."""
+    ``interrupted_time_series(aligned, "2000-01-01")`` fits the pooled event study.
+    Used in the reddit_communities chapter."""
     origin = pd.Timestamp("2000-01-01")
     merged = daily.merge(events[[by, "date"]], on=by, how="inner")
     merged["day"] = origin + (merged["day"] - merged["date"])
@@ -502,6 +511,8 @@ def interrupted_time_series(daily: pd.DataFrame, event_day, maxlags: int = 7) ->
     and a slope change after it (weighted by texts per day; HAC standard errors)::
 
         share = b0 + b1·t + b2·post + b3·t·post
+
+    Used in the reddit_communities chapter.
     """
     import statsmodels.formula.api as smf
 
@@ -524,7 +535,7 @@ def interrupted_time_series(daily: pd.DataFrame, event_day, maxlags: int = 7) ->
 
 def author_months(scored: pd.DataFrame, author: str = "author", time: str = "created_utc") -> pd.DataFrame:
     """Each author's highest participation level per active month (None when no text of
-    the month shows participation); deleted accounts and bots are dropped."""
+    the month shows participation); deleted accounts and bots are dropped. Used in the reddit_communities chapter."""
     data = scored[~scored[author].isin(NOT_PEOPLE) & scored[author].notna()]
     data = data.assign(month=pd.to_datetime(data[time], unit="s", utc=True).dt.tz_localize(None).dt.to_period("M"),
                        rank=data["label"].map(LEVEL_RANK))
@@ -535,7 +546,7 @@ def author_months(scored: pd.DataFrame, author: str = "author", time: str = "cre
 
 def transitions(states: pd.DataFrame, author: str = "author", consecutive: bool = True) -> pd.DataFrame:
     """From-state → to-state pairs between an author's successive active months
-    (only calendar-consecutive months when ``consecutive``)."""
+    (only calendar-consecutive months when ``consecutive``). Used in the reddit_communities chapter."""
     ordered = states.sort_values([author, "month"])
     nxt = ordered.groupby(author, observed=True).shift(-1)
     pairs = pd.DataFrame({"from": ordered["state"], "to": nxt["state"],
@@ -546,6 +557,8 @@ def transitions(states: pd.DataFrame, author: str = "author", consecutive: bool 
 
 def transition_matrix(pairs: pd.DataFrame, states: Sequence[str] = FIVE_CLASSES, normalise: bool = True
                       ) -> pd.DataFrame:
+    """From-state × to-state table of ``pairs`` over ``states``: counts, or each row's shares when ``normalise``.
+    Used in the reddit_communities chapter."""
     counts = pd.crosstab(pairs["from"], pairs["to"]).reindex(index=states, columns=states, fill_value=0)
     if not normalise:
         return counts
@@ -554,7 +567,8 @@ def transition_matrix(pairs: pd.DataFrame, states: Sequence[str] = FIVE_CLASSES,
 
 def upward_share(pairs: pd.DataFrame) -> float:
     """Among transitions between two different participation levels, the share that
-    climb the ladder (Problem-Solution → Call-to-action → Intention → Execution)."""
+    climb the ladder (Problem-Solution → Call-to-action → Intention → Execution).
+    Used in the reddit_communities chapter."""
     moves = pairs[pairs["from"].isin(LEVELS) & pairs["to"].isin(LEVELS) & (pairs["from"] != pairs["to"])]
     if moves.empty:
         return float("nan")
@@ -564,7 +578,7 @@ def upward_share(pairs: pd.DataFrame) -> float:
 def upward_share_null(states: pd.DataFrame, n_perm: int = 200, seed: int = 0, author: str = "author"
                       ) -> np.ndarray:
     """``upward_share`` when each author's months are shuffled: the share expected if
-    the order of an author's levels carried no direction."""
+    the order of an author's levels carried no direction. Used in the reddit_communities chapter."""
     rng = np.random.default_rng(seed)
     states = states.sort_values([author, "month"], ignore_index=True)
     shuffled = states.copy()

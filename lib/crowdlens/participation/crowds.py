@@ -67,6 +67,7 @@ def simulate_crowd(
     ``spammer_share`` of workers answer uniformly at random. Each item is labelled
     by ``annotators_per_item`` distinct workers drawn at random.
     Returns a long frame ``task, worker, label`` (crowd-kit's format).
+    Used in the annotation chapter.
     """
     if annotators_per_item > n_workers:
         raise ValueError("annotators_per_item cannot exceed n_workers")
@@ -106,6 +107,7 @@ def agreement(labels: pd.DataFrame) -> dict[str, float]:
 
     ``labels`` is long format (task, worker, label). Fleiss' κ assumes the same number
     of ratings per item; items are counted as they come (statsmodels).
+    Used in the annotation chapter.
     """
     import krippendorff
     from statsmodels.stats.inter_rater import fleiss_kappa
@@ -176,7 +178,7 @@ def crowd_sweep(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Vary one ``simulate_crowd`` parameter; agreement (and aggregation accuracy for
-    ``methods``) per value and repetition, in long format for plotting."""
+    ``methods``) per value and repetition, in long format for plotting. Used in the annotation chapter."""
     base = dict(base or {})
     rows = []
     grid = [(v, r) for v in values for r in range(repetitions)]
@@ -192,7 +194,8 @@ def crowd_sweep(
 
 def annotators_needed(sweep: pd.DataFrame, method: str, target: float = 0.9,
                       parameter: str = "annotators_per_item") -> int | None:
-    """Smallest number of annotators per item whose mean aggregated accuracy reaches ``target``."""
+    """Smallest number of annotators per item whose mean aggregated accuracy reaches ``target``.
+    Used in the annotation chapter."""
     means = sweep.groupby(parameter)[method].mean()
     reached = means[means >= target]
     return int(reached.index.min()) if len(reached) else None
@@ -200,7 +203,7 @@ def annotators_needed(sweep: pd.DataFrame, method: str, target: float = 0.9,
 
 def examples(frame: pd.DataFrame, per_label: int = 3, seed: int = 0, min_chars: int = 60,
              max_chars: int = 220, label_column: str = "Label") -> pd.DataFrame:
-    """Short real examples of each label from crowd-annotated rows (no augmentation)."""
+    """Short real examples of each label from crowd-annotated rows (no augmentation). Used in the annotation chapter."""
     crowd = frame[frame["AugmentationType"].isna()]
     text = crowd["ActionFocusedText"].astype(str)
     short = crowd[(text.str.len() >= min_chars) & (text.str.len() <= max_chars)]

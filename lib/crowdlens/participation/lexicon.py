@@ -108,6 +108,7 @@ def gold_selection(original: str, released: str, context: int = 1) -> tuple[list
 
     None when the released window is not a run of whole sentences of the original
     (about 13 % of comments, where the authors' sentence splitter differs from ours).
+    Used in the annotation chapter.
     """
     sentences = split_sentences(original)
     target = normalise_space(released)
@@ -121,7 +122,8 @@ def gold_selection(original: str, released: str, context: int = 1) -> tuple[list
 
 
 def evaluate_extraction(frame: pd.DataFrame, words, min_matches: int = 2) -> pd.DataFrame:
-    """Per comment: extracted window, exact match with ``ActionFocusedText``, token overlap."""
+    """Per comment: extracted window, exact match with ``ActionFocusedText``, token overlap.
+    Used in the annotation chapter."""
     dictionary = _as_dictionary(words)
     rows = []
     for original, released in zip(frame["OriginalText"], frame["ActionFocusedText"]):
@@ -274,6 +276,7 @@ def learn_dictionary(
     3. a backward pass drops any term whose removal does not lower that share.
 
     Returns the terms and the history of the forward pass (term, accuracy).
+    Used in the annotation chapter.
     """
     candidates = candidate_terms(originals, released, top=top_candidates, min_count=min_count)["term"].tolist()
     problem = _build_problem(originals, released, candidates, min_matches=min_matches)
@@ -325,7 +328,7 @@ def default_dictionary_path() -> Path:
 
 
 def load_dictionary(path: Path | str | None = None) -> Dictionary:
-    """The shipped word list (``data/collective_action_terms.txt``) or another file."""
+    """The shipped word list (``data/collective_action_terms.txt``) or another file. Used in the annotation chapter."""
     path = Path(path) if path is not None else default_dictionary_path()
     return Dictionary.from_terms(path.read_text(encoding="utf-8").splitlines())
 

@@ -138,7 +138,8 @@ class LLMAnnotator(BaseEstimator):
 
 def llm_annotate(texts: Sequence[str], model: str = "smollm2", labels: Sequence[str] = FIVE_CLASSES,
                  calibrate: bool = True, progress: bool = True) -> pd.DataFrame:
-    """Zero-shot labels for ``texts`` (see ``LLMAnnotator``): label, per-label scores, seconds."""
+    """Zero-shot labels for ``texts`` (see ``LLMAnnotator``): label, per-label scores, seconds.
+    Used in the annotation and training chapters."""
     return LLMAnnotator(model, labels, calibrate=calibrate).annotate(texts, progress=progress)
 
 
@@ -252,7 +253,8 @@ def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int
 def sft(texts: Sequence[str], labels: Sequence[str], model: str = "smollm2", lora_rank: int = 8, epochs: int = 1,
         learning_rate: float = 2e-4, batch_size: int = 8, max_length: int = 160, seed: int = 0,
         progress: bool = True) -> Path:
-    """LoRA supervised fine-tuning to write the label; returns the merged model's folder."""
+    """LoRA supervised fine-tuning to write the label; returns the merged model's folder.
+    Used in the training chapter."""
     settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
                     seed=seed)
     return _train("sft", model, sft_dataset(texts, labels), settings, lora_rank, progress)
@@ -262,14 +264,14 @@ def dpo(texts: Sequence[str], labels: Sequence[str], model: str | Path, beta: fl
         epochs: int = 1, learning_rate: float = 5e-5, batch_size: int = 4, max_length: int = 160, seed: int = 0,
         progress: bool = True) -> Path:
     """DPO from ``model`` (the SFT model's folder), the frozen ``model`` as reference;
-    returns the merged model's folder."""
+    returns the merged model's folder. Used in the training chapter."""
     settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
                     seed=seed, beta=beta)
     return _train("dpo", model, preference_dataset(texts, labels, seed=seed), settings, lora_rank, progress)
 
 
 def training_history(model_dir: Path | str) -> list[dict]:
-    """The logged training losses of a model fine-tuned here."""
+    """The logged training losses of a model fine-tuned here. Used in the training chapter."""
     return json.loads((Path(model_dir) / "crowdlens.json").read_text()).get("history", [])
 
 
@@ -278,6 +280,7 @@ class LMLabelScorer(ProbabilisticClassifier):
 
     ``predict_proba`` is the softmax of each label's mean token log-probability;
     ``classes_`` the label names, like the other classifiers of ``crowdlens.participation``.
+    Used in the training chapter.
     """
 
     def __init__(self, model: str | Path = "smollm2", labels: Sequence[str] = FIVE_CLASSES, batch_size: int = 8):

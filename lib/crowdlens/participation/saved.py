@@ -219,6 +219,7 @@ def load_classifier(name: str = "participation", retrain: bool = False, **train_
     score; its card has its own test metrics beside the teacher's). Its arguments are
     those of ``distil_classifier``, plus ``teacher``: a dict of ``participation``
     arguments. It is distilled again when its teacher has been retrained since.
+    Used in the reddit_communities chapter.
     """
     if name not in SAVED_CLASSIFIERS:
         raise ModelNotAvailableError(f"no saved classifier '{name}'; available: {', '.join(SAVED_CLASSIFIERS)}")
