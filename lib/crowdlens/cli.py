@@ -126,12 +126,18 @@ def data_check(folder: Optional[Path] = typer.Argument(None, help="data folder (
     """Validate every table of a data folder and print rows and status."""
     target = folder if folder is not None else data_dir()
     report = check(target)
-    table = RichTable("table", "file", "rows", "status", title=Text(f"data folder: {target}"))
+    problem = report.attrs.get("problem")
+    # with no table at all, one note below says what to do instead of the same fix on every row
+    columns = ["table", "file", "rows", "status"] + ([] if problem else ["fix"])
+    table = RichTable(*columns, title=Text(f"data folder: {target}"))
     for row in report.itertuples():
         style = "green" if row.status.startswith("ok") else "red"
         rows = "" if row.rows is None or row.rows != row.rows else f"{int(row.rows):,}"
-        table.add_row(Text(row.table), Text(str(row.file)), rows, Text(row.status, style=style))
+        cells = [Text(row.table), Text(str(row.file)), rows, Text(row.status, style=style)]
+        table.add_row(*cells, *([] if problem else [Text(row.fix)]))
     console.print(table)
+    if problem:
+        console.print(Text(problem, style="red"), soft_wrap=True)
     if not report["status"].str.startswith("ok").all():
         raise typer.Exit(1)
 
