@@ -14,7 +14,7 @@ from rich.table import Table as RichTable
 
 from crowdlens.book import runner
 from crowdlens.data import DataError, check, data_dir
-from crowdlens.data.fetch import fetch
+from crowdlens.data.fetch import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, fetch
 
 app = typer.Typer(help="CrowdLens: build the book, rerun chapters, fetch and check data.", no_args_is_help=True)
 data_app = typer.Typer(help="Fetch and check the book's datasets.", no_args_is_help=True)
@@ -111,10 +111,15 @@ def data_fetch(
     dest: Optional[Path] = typer.Option(None, "--dest", help="data folder to fill (default: the user cache)"),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="manifest CSV (default: data/sources.csv)"),
     workers: int = typer.Option(8, "--workers", min=1, help="parallel downloads"),
+    timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=0.1,
+                                  help="seconds one request waits for a connection or data"),
+    deadline: float = typer.Option(DEFAULT_DEADLINE, "--deadline", min=1.0,
+                                   help="seconds all downloads of this fetch may take (a rerun resumes)"),
 ):
     """Download the pinned upstream files (sha256-checked, resumable) and convert them to tables."""
     try:
-        written = fetch(names or None, dest=dest, manifest=manifest, workers=workers)
+        written = fetch(names or None, dest=dest, manifest=manifest, workers=workers, timeout=timeout,
+                        deadline=deadline)
     except DataError as exc:
         _fail(str(exc))
     for table, path in written.items():

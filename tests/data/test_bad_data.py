@@ -1,9 +1,22 @@
-"""Bad data, one test (or a few) per row of the hardening issue: `data check` on an
+"""Bad data and a bad network, one test (or a few) per row of the hardening issue:
+a fetch with no network stops at its first failure and says what to do instead; the
+offline message mentions a partial file only when one is kept; `data check` on an
 absent or empty folder says so; a check report shows cause and fix; the fix works
-while CROWDLENS_DATA is set."""
+while CROWDLENS_DATA is set.
+
+Every server here binds 127.0.0.1, serves a bounded number of connections for a
+bounded time and stops by itself."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import socket
+import ssl
+import struct
+import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,16 +26,205 @@ from typer.testing import CliRunner
 from crowdlens import cli
 from crowdlens.cli import app
 from crowdlens.data import DataFileError, DataNotFoundError, check, load_table
+from crowdlens.data import fetch as fetch_module
+from crowdlens.data.fetch import DownloadError, fetch
 from crowdlens.data.registry import STATUS_CAUSE_CHARS
 from conftest import write_manifest
 
 runner = CliRunner()
+FILES = 90  # a manifest of many files, so "stopped at the first failure" is visible
 
 
 @pytest.fixture
 def wide_console(monkeypatch):
     """The CLI's console without line wrapping, so a table cell reads as one string."""
     monkeypatch.setattr(cli, "console", Console(width=4000))
+
+
+# --- local servers ----------------------------------------------------------------------
+
+class TcpServer:
+    """Accept on 127.0.0.1 and misbehave: 'reset' (read the request, then RST), 'silent'
+    (hold the connection, never answer) or 'partial' (answer 100 of 1000 promised bytes,
+    then close). Serves at most ``limit`` connections for at most ``lifetime`` s."""
+
+    def __init__(self, mode: str, limit: int = 400, lifetime: float = 20.0):
+        self.mode, self.limit, self.lifetime = mode, limit, lifetime
+        self.accepted = 0
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.sock.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._held: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        end = time.monotonic() + self.lifetime
+        try:
+            while not self._stop.is_set() and time.monotonic() < end and self.accepted < self.limit:
+                try:
+                    conn, _ = self.sock.accept()
+                except socket.timeout:
+                    continue
+                self.accepted += 1
+                if self.mode == "silent":
+                    self._held.append(conn)
+                    continue
+                conn.settimeout(0.5)
+                with contextlib.suppress(OSError):
+                    conn.recv(4096)  # the request
+                    if self.mode == "partial":
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n"
+                                     b"Connection: close\r\n\r\n" + b"x" * 100)
+                    else:  # linger 0: close sends a RST instead of a FIN
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+        finally:
+            for conn in self._held:
+                conn.close()
+            self.sock.close()
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def tcp_server():
+    servers: list[TcpServer] = []
+
+    def start(mode: str) -> TcpServer:
+        servers.append(TcpServer(mode))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def refused_url():
+    """A port bound but not listening: every connection is refused, and no one else can take it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def many_files_manifest(path: Path, base_url: str, files: int = FILES, size: int = 1000) -> Path:
+    """A weibo_ced manifest of ``files`` files, all at ``base_url``."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", "url", "sha256", "bytes"])
+        for i in range(files):
+            writer.writerow(["weibo_ced", f"{base_url}/thunlp/CED/0123abc/post{i:03d}.json", "0" * 64, size])
+    return path
+
+
+def timed_fetch(manifest: Path, dest: Path, **kwargs) -> tuple[DownloadError, float]:
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        fetch(["weibo_ced"], dest=dest, manifest=manifest, progress=False, **kwargs)
+    return err.value, time.monotonic() - start
+
+
+def assert_offline_advice(message: str):
+    assert "looks offline" in message
+    assert "CROWDLENS_MIRROR" in message and "https://raw.githubusercontent.com" in message
+    assert "CROWDLENS_DATA" in message and "../shared/data" in message
+
+
+# --- 1. fetch with no network stops at the first failure --------------------------------
+
+def test_fetch_refused_connections_stops_at_the_first_error_within_seconds(tmp_path, refused_url):
+    manifest = many_files_manifest(tmp_path / "sources.csv", refused_url)
+    error, seconds = timed_fetch(manifest, tmp_path / "data", timeout=1.0)
+    assert seconds < 3, f"first error after {seconds:.2f} s"
+    assert_offline_advice(str(error))
+    assert "stopped at this first failure" in str(error)
+
+
+def test_fetch_reset_connections_stops_at_the_first_error_and_cancels_pending_downloads(tmp_path, tcp_server):
+    server = tcp_server("reset")
+    manifest = many_files_manifest(tmp_path / "sources.csv", server.url)
+    error, seconds = timed_fetch(manifest, tmp_path / "data", timeout=1.0)
+    assert seconds < 3, f"first error after {seconds:.2f} s"
+    assert_offline_advice(str(error))
+    # 8 workers: about one connection each before the stop, never one per file
+    assert server.accepted <= FILES // 3, f"{server.accepted} connections for {FILES} files"
+
+
+def test_fetch_from_a_server_that_never_answers_stops_within_the_timeout(tmp_path, tcp_server):
+    server = tcp_server("silent")
+    manifest = many_files_manifest(tmp_path / "sources.csv", server.url)
+    error, seconds = timed_fetch(manifest, tmp_path / "data", timeout=1.0)
+    assert seconds < 4, f"first error after {seconds:.2f} s"
+    assert_offline_advice(str(error))
+    assert server.accepted <= FILES // 3, f"{server.accepted} connections for {FILES} files"
+
+
+def test_fetch_overall_deadline_stops_a_fetch_whose_requests_each_wait_long(tmp_path, tcp_server):
+    server = tcp_server("silent")
+    manifest = many_files_manifest(tmp_path / "sources.csv", server.url)
+    error, seconds = timed_fetch(manifest, tmp_path / "data", timeout=30.0, deadline=1.0)
+    assert seconds < 3, f"deadline error after {seconds:.2f} s"
+    assert "deadline of 1 s" in str(error) and "--deadline" in str(error)
+    assert "CROWDLENS_MIRROR" in str(error) and "CROWDLENS_DATA" in str(error)
+
+
+def test_fetch_reuses_one_ssl_context_for_every_request(tmp_path, upstream_server, isolated_cache, monkeypatch):
+    made, used = [], []
+    real_context, real_urlopen = ssl.create_default_context, urllib.request.urlopen
+
+    def counting_context(*args, **kwargs):
+        made.append(real_context(*args, **kwargs))
+        return made[-1]
+
+    def recording_urlopen(*args, **kwargs):
+        used.append(kwargs.get("context"))
+        return real_urlopen(*args, **kwargs)
+
+    monkeypatch.setattr(fetch_module.ssl, "create_default_context", counting_context)
+    monkeypatch.setattr(urllib.request, "urlopen", recording_urlopen)
+    manifest = write_manifest(tmp_path / "sources.csv", upstream_server)
+    fetch(["weibo_smp2020_ewect", "collective_action"], dest=tmp_path / "data", manifest=manifest, progress=False)
+    assert len(made) == 1 and len(used) >= 5
+    assert all(context is made[0] for context in used)
+
+
+def test_cli_fetch_offline_says_it_looks_offline_and_how_to_use_a_mirror_or_a_data_folder(tmp_path, refused_url):
+    manifest = many_files_manifest(tmp_path / "sources.csv", refused_url)
+    start = time.monotonic()
+    result = runner.invoke(app, ["data", "fetch", "weibo_ced", "--manifest", str(manifest),
+                                 "--dest", str(tmp_path / "data"), "--timeout", "1"])
+    assert time.monotonic() - start < 5
+    assert result.exit_code == 1, result.output
+    assert_offline_advice(result.output)
+
+
+def test_cli_fetch_has_timeout_and_deadline_options():
+    result = runner.invoke(app, ["data", "fetch", "--help"])
+    assert "--timeout" in result.output and "--deadline" in result.output
+
+
+# --- 2. the offline message mentions a partial file only when one is kept ----------------
+
+def test_offline_message_mentions_no_partial_file_when_none_is_kept(tmp_path, refused_url):
+    manifest = many_files_manifest(tmp_path / "sources.csv", refused_url)
+    error, _ = timed_fetch(manifest, tmp_path / "data", timeout=1.0)
+    assert "partial" not in str(error)
+    assert not list((tmp_path / "data").rglob("*.part"))  # and no empty one is left either
+
+
+def test_offline_message_names_the_partial_file_when_one_is_kept(tmp_path, tcp_server):
+    server = tcp_server("partial")
+    manifest = many_files_manifest(tmp_path / "sources.csv", server.url, files=1)
+    error, _ = timed_fetch(manifest, tmp_path / "data", timeout=1.0)
+    parts = list((tmp_path / "data").rglob("*.part"))
+    assert len(parts) == 1 and parts[0].stat().st_size == 100
+    assert f"partial file {parts[0]} (100 bytes) is kept" in str(error)
+    assert "resumes it" in str(error) and "broke off" in str(error)
 
 
 # --- 3. data check on an absent or empty folder says so ---------------------------------
