@@ -2,7 +2,7 @@
 a fetch with no network stops at its first failure and says what to do instead; the
 offline message mentions a partial file only when one is kept; `data check` on an
 absent or empty folder says so; a check report shows cause and fix; the fix works
-while CROWDLENS_DATA is set.
+while CROWDLENS_DATA is set; an author column takes pseudonyms only.
 
 Every server here binds 127.0.0.1, serves a bounded number of connections for a
 bounded time and stops by itself."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import socket
 import ssl
 import struct
@@ -19,20 +20,27 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
 from crowdlens import cli
 from crowdlens.cli import app
-from crowdlens.data import DataFileError, DataNotFoundError, check, load_table
+from crowdlens.data import TABLES, DataFileError, DataNotFoundError, DataSchemaError, check, load_table
 from crowdlens.data import fetch as fetch_module
 from crowdlens.data.fetch import DownloadError, fetch
+from crowdlens.data.pseudonym import not_pseudonymised
 from crowdlens.data.registry import STATUS_CAUSE_CHARS
 from conftest import write_manifest
 
 runner = CliRunner()
+RAW_NAME = "raw_user_name"  # obviously fake: no real username is written anywhere
 FILES = 90  # a manifest of many files, so "stopped at the first failure" is visible
+
+
+def sha12(name: str) -> str:
+    return hashlib.sha256(f"crowdlens:{name}".encode()).hexdigest()[:12]
 
 
 @pytest.fixture
@@ -344,3 +352,87 @@ def test_missing_table_advice_with_crowdlens_data_set_fetches_into_that_folder(t
     with pytest.raises(DataNotFoundError) as err:
         load_table("ced_posts")
     assert f"`crowdlens data fetch weibo_ced --dest {tmp_path}` to fill {tmp_path} itself" in str(err.value)
+
+
+# --- 6. an author column takes pseudonyms only ------------------------------------------
+
+# one small valid frame per table with an author column
+AUTHOR_TABLE_ROWS = {
+    "reddit_political": pd.DataFrame({
+        "subreddit": ["Liberal", "Conservative", "Anarchism"], "kind": ["comment", "submission", "comment"],
+        "author": [sha12("fake_a"), "[deleted]", "AutoModerator"], "created_utc": [1522546910, 1522546920, 1522546930],
+        "score": [3, 10, 1], "num_comments": [None, 4.0, None], "title": [None, "A title", None],
+        "selftext": [None, "", None], "body": ["a comment", None, "a reminder"]}),
+    "reddit_covid": pd.DataFrame({
+        "id": ["t001", "t002", "t003"], "subreddit": ["texas", None, "chicago"],
+        "location": ["texas", "oregon", "chicago"], "scope": ["state", "state", "city"],
+        "kind": ["submission", "comment", "comment"], "author": [sha12("fake_b"), "[deleted]", "AutoModerator"],
+        "created_utc": [1585000000, 1585000100, 1585000200], "title": ["Stay home", None, None],
+        "selftext": ["", None, None], "body": [None, "a comment", "a reminder"], "link_flair_text": ["Nan", None, None]}),
+    "ced_posts": pd.DataFrame({
+        "post_id": ["p1", "p2"], "label": ["rumor", "non-rumor"], "author": [sha12("fake_c"), sha12("fake_d")],
+        "created_utc": [1347336000, 1347336100], "text": ["a post", "another post"], "reposts": [5, 0],
+        "comments": [1, 0], "likes": [0, 2], "pics": [0, 1], "has_url": [False, True],
+        "author_verified": [True, None], "author_gender": ["f", None], "author_followers": [10.0, None],
+        "author_friends": [3.0, None], "author_messages": [100.0, None], "author_location": ["Beijing", None]}),
+    "ced_reactions": pd.DataFrame({
+        "post_id": ["p1", "p1", "p2"], "reaction_id": ["r1", "r2", "r3"], "parent_id": [None, "r1", None],
+        "author": [sha12("fake_e"), sha12("fake_f"), sha12("fake_e")], "text": ["a comment", "", "a repost"],
+        "created_utc": [1347336500, 1347336600, None]}),
+}
+
+
+def write_table(folder: Path, name: str, frame: pd.DataFrame) -> Path:
+    target = folder / TABLES[name].relpath
+    target.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(target, index=False)
+    return target
+
+
+def test_every_table_with_an_author_column_is_covered():
+    assert {t.name for t in TABLES.values() if "author" in t.columns} == set(AUTHOR_TABLE_ROWS)
+
+
+@pytest.mark.parametrize("name", sorted(AUTHOR_TABLE_ROWS))
+def test_raw_username_in_author_column_is_refused_naming_the_column_and_the_rule(tmp_path, name):
+    frame = AUTHOR_TABLE_ROWS[name].copy()
+    write_table(tmp_path, name, frame)
+    assert len(load_table(name, tmp_path)) == len(frame)  # the frame is valid as it is
+    frame.loc[1, "author"] = RAW_NAME
+    write_table(tmp_path, name, frame)
+    with pytest.raises(DataSchemaError) as err:
+        load_table(name, tmp_path)
+    message = str(err.value)
+    assert "column 'author'" in message and "1 of" in message and "the first at row 1" in message
+    assert "exactly 12 lowercase hex characters" in message and "[deleted]" in message and "AutoModerator" in message
+    assert "crowdlens.data.pseudonymise" in message
+    assert RAW_NAME not in message  # the refusal never prints the name it refuses
+    assert err.value.__suppress_context__  # nor does a chained pandera error, whose data holds it
+
+
+@pytest.mark.parametrize("name", sorted(AUTHOR_TABLE_ROWS))
+def test_check_refuses_raw_usernames_without_printing_them(tmp_path, name, wide_console):
+    frame = AUTHOR_TABLE_ROWS[name].copy()
+    frame.loc[0, "author"] = RAW_NAME
+    write_table(tmp_path, name, frame)
+    row = check(tmp_path).set_index("table").loc[name]
+    assert row["status"].startswith("invalid: ") and "column 'author'" in row["status"]
+    assert "pseudonymise" in row["fix"]
+    result = runner.invoke(app, ["data", "check", str(tmp_path)])
+    assert result.exit_code == 1 and "not pseudonyms" in result.output
+    assert RAW_NAME not in result.output
+
+
+def test_missing_author_stays_refused_where_the_column_is_not_nullable(tmp_path):
+    frame = AUTHOR_TABLE_ROWS["ced_reactions"].copy()
+    frame["author"] = frame["author"].astype("string")
+    frame.loc[0, "author"] = pd.NA
+    write_table(tmp_path, "ced_reactions", frame)
+    with pytest.raises(DataSchemaError, match="non-nullable|null"):
+        load_table("ced_reactions", tmp_path)
+
+
+def test_author_rule_takes_pseudonyms_and_the_not_people_markers_only():
+    values = pd.Series([sha12("fake_g"), "[deleted]", "AutoModerator", None,
+                        sha12("fake_g").upper(), sha12("fake_g") + "0", sha12("fake_g")[:11], RAW_NAME, "deleted"])
+    assert not_pseudonymised(values).tolist() == [False] * 4 + [True] * 5

@@ -23,6 +23,7 @@ import pyarrow
 
 from crowdlens.core.config import cache_dir, project_root
 from crowdlens.data import schemas
+from crowdlens.data.pseudonym import PSEUDONYM_RULE, not_pseudonymised
 
 
 class DataError(RuntimeError):
@@ -117,10 +118,25 @@ class Table:
         try:
             return self.schema.validate(frame)
         except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as exc:
+            if _is_pseudonym_failure(exc):
+                raise self._raw_authors_error(frame, exc.column_name, path) from None
             raise DataSchemaError(
                 f"{path}: table '{self.name}' fails its schema: {_shorten(str(exc))}.",
                 f"{_capitalised(rebuild_advice(self, path))}.",
             ) from exc
+
+    def _raw_authors_error(self, frame: pd.DataFrame, column: str, path: Path | str) -> DataSchemaError:
+        # Counts and a row number only: the refused values are usernames and must not be printed.
+        # ``from None`` above drops pandera's exception, whose data would carry them too.
+        bad = not_pseudonymised(frame[column]).to_numpy()
+        first = int(bad.argmax())
+        return DataSchemaError(
+            f"{path}: table '{self.name}' column '{column}' holds {int(bad.sum()):,} of {len(bad):,} "
+            f"values that are not pseudonyms (the first at row {first}); the rule: every author "
+            f"must be {PSEUDONYM_RULE}. Raw usernames must never reach the book.",
+            f"Pseudonymise the column with crowdlens.data.pseudonymise, or {rebuild_advice(self, path)} "
+            f"(the conversion pseudonymises authors).",
+        )
 
 
 def _shorten(text: str, limit: int = 400) -> str:
@@ -130,6 +146,10 @@ def _shorten(text: str, limit: int = 400) -> str:
 
 def _capitalised(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def _is_pseudonym_failure(exc: Exception) -> bool:
+    return getattr(getattr(exc, "check", None), "name", None) == schemas.PSEUDONYM_CHECK
 
 
 def _same_folder(a: Path | str, b: Path | str) -> bool:
