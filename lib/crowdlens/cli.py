@@ -14,7 +14,7 @@ from rich.table import Table as RichTable
 
 from crowdlens.book import runner
 from crowdlens.data import DataError, check, data_dir
-from crowdlens.data.fetch import fetch
+from crowdlens.data.fetch import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, fetch
 
 app = typer.Typer(help="CrowdLens: build the book, rerun chapters, fetch and check data.", no_args_is_help=True)
 data_app = typer.Typer(help="Fetch and check the book's datasets.", no_args_is_help=True)
@@ -111,10 +111,15 @@ def data_fetch(
     dest: Optional[Path] = typer.Option(None, "--dest", help="data folder to fill (default: the user cache)"),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="manifest CSV (default: data/sources.csv)"),
     workers: int = typer.Option(8, "--workers", min=1, help="parallel downloads"),
+    timeout: float = typer.Option(DEFAULT_TIMEOUT, "--timeout", min=0.1,
+                                  help="seconds one request waits for a connection or data"),
+    deadline: float = typer.Option(DEFAULT_DEADLINE, "--deadline", min=1.0,
+                                   help="seconds all downloads of this fetch may take (a rerun resumes)"),
 ):
     """Download the pinned upstream files (sha256-checked, resumable) and convert them to tables."""
     try:
-        written = fetch(names or None, dest=dest, manifest=manifest, workers=workers)
+        written = fetch(names or None, dest=dest, manifest=manifest, workers=workers, timeout=timeout,
+                        deadline=deadline)
     except DataError as exc:
         _fail(str(exc))
     for table, path in written.items():
@@ -126,12 +131,18 @@ def data_check(folder: Optional[Path] = typer.Argument(None, help="data folder (
     """Validate every table of a data folder and print rows and status."""
     target = folder if folder is not None else data_dir()
     report = check(target)
-    table = RichTable("table", "file", "rows", "status", title=Text(f"data folder: {target}"))
+    problem = report.attrs.get("problem")
+    # with no table at all, one note below says what to do instead of the same fix on every row
+    columns = ["table", "file", "rows", "status"] + ([] if problem else ["fix"])
+    table = RichTable(*columns, title=Text(f"data folder: {target}"))
     for row in report.itertuples():
         style = "green" if row.status.startswith("ok") else "red"
         rows = "" if row.rows is None or row.rows != row.rows else f"{int(row.rows):,}"
-        table.add_row(Text(row.table), Text(str(row.file)), rows, Text(row.status, style=style))
+        cells = [Text(row.table), Text(str(row.file)), rows, Text(row.status, style=style)]
+        table.add_row(*cells, *([] if problem else [Text(row.fix)]))
     console.print(table)
+    if problem:
+        console.print(Text(problem, style="red"), soft_wrap=True)
     if not report["status"].str.startswith("ok").all():
         raise typer.Exit(1)
 

@@ -11,8 +11,9 @@ Resolution order for the data folder (first that applies):
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import pandas as pd
@@ -22,10 +23,19 @@ import pyarrow
 
 from crowdlens.core.config import cache_dir, project_root
 from crowdlens.data import schemas
+from crowdlens.data.pseudonym import PSEUDONYM_RULE, not_pseudonymised
 
 
 class DataError(RuntimeError):
-    """Base class of every data problem; the message always names the fix."""
+    """Base class of every data problem; the message always names the fix.
+
+    ``cause`` says what is wrong and ``fix`` what to do, kept apart so that a report
+    can shorten a long cause and still show the whole fix; ``str()`` is both.
+    """
+
+    def __init__(self, cause: str, fix: str = ""):
+        self.cause, self.fix = cause, fix
+        super().__init__(f"{cause} {fix}" if fix else cause)
 
 
 class UnknownDatasetError(DataError, KeyError):
@@ -90,9 +100,8 @@ class Table:
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=list(self.na_values))
         except (pyarrow.ArrowException, OSError, ValueError, pd.errors.ParserError) as exc:
             raise DataFileError(
-                f"{path} could not be read as {path.suffix[1:]} ({type(exc).__name__}: {exc}). "
-                f"The file is truncated or corrupt: delete it and run "
-                f"`crowdlens data fetch {self.source}` to rebuild it."
+                f"{path} could not be read as {path.suffix[1:]} ({type(exc).__name__}: {exc}).",
+                f"The file is truncated or corrupt: {rebuild_advice(self, path)}.",
             ) from exc
 
     def validate(self, frame: pd.DataFrame, path: Path | str = "<memory>") -> pd.DataFrame:
@@ -102,22 +111,99 @@ class Table:
         if missing:
             raise DataSchemaError(
                 f"{path}: table '{self.name}' lacks column(s) {missing}; expected exactly "
-                f"{self.columns}. The file is not the documented table: replace it "
-                f"(`crowdlens data fetch {self.source}`) or point CROWDLENS_DATA at a valid copy."
+                f"{self.columns}.",
+                f"The file is not the documented table: {rebuild_advice(self, path)}.",
             )
         frame = frame[self.columns]
         try:
             return self.schema.validate(frame)
         except (pandera.errors.SchemaError, pandera.errors.SchemaErrors) as exc:
+            if _is_pseudonym_failure(exc):
+                raise self._raw_authors_error(frame, exc.column_name, path) from None
             raise DataSchemaError(
-                f"{path}: table '{self.name}' fails its schema: {_shorten(str(exc))}. "
-                f"Rebuild it with `crowdlens data fetch {self.source}`."
+                f"{path}: table '{self.name}' fails its schema: {_shorten(str(exc))}.",
+                f"{_capitalised(rebuild_advice(self, path))}.",
             ) from exc
+
+    def _raw_authors_error(self, frame: pd.DataFrame, column: str, path: Path | str) -> DataSchemaError:
+        # Counts and a row number only: the refused values are usernames and must not be printed.
+        # ``from None`` above drops pandera's exception, whose data would carry them too.
+        bad = not_pseudonymised(frame[column]).to_numpy()
+        first = int(bad.argmax())
+        return DataSchemaError(
+            f"{path}: table '{self.name}' column '{column}' holds {int(bad.sum()):,} of {len(bad):,} "
+            f"values that are not pseudonyms (the first at row {first}); the rule: every author "
+            f"must be {PSEUDONYM_RULE}. Raw usernames must never reach the book.",
+            f"Pseudonymise the column with crowdlens.data.pseudonymise, or {rebuild_advice(self, path)} "
+            f"(the conversion pseudonymises authors).",
+        )
 
 
 def _shorten(text: str, limit: int = 400) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _is_pseudonym_failure(exc: Exception) -> bool:
+    return getattr(getattr(exc, "check", None), "name", None) == schemas.PSEUDONYM_CHECK
+
+
+def _same_folder(a: Path | str, b: Path | str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _folder_of(table: "Table", path: Path | str) -> Path | None:
+    """The data folder holding ``path`` as ``table``'s file, or None (a frame in memory)."""
+    parts = PurePosixPath(table.relpath).parts
+    path = Path(path)
+    if len(path.parts) > len(parts) and path.parts[-len(parts):] == parts:
+        return path.parents[len(parts) - 1]
+    return None
+
+
+def fetch_command(source: str | None, folder: Path | str | None) -> str:
+    """The ``crowdlens data fetch`` that writes ``source``'s tables into ``folder``.
+
+    A plain fetch fills the user cache only, so any other folder needs ``--dest``.
+    """
+    name = f" {source}" if source else ""
+    if folder is None or _same_folder(folder, default_cache_data_dir()):
+        return f"`crowdlens data fetch{name}`"
+    return f"`crowdlens data fetch{name} --dest {shlex.quote(str(folder))}`"
+
+
+def rebuild_advice(table: "Table", path: Path | str) -> str:
+    """How to replace ``table``'s bad file ``path``: advice that works where that file lives."""
+    folder = _folder_of(table, path)
+    if folder is None or _same_folder(folder, default_cache_data_dir()):
+        return f"run {fetch_command(table.source, None)} to rebuild it"
+    advice = (f"replace it from a good copy of the data, or rebuild it in that folder with "
+              f"{fetch_command(table.source, folder)}")
+    env = os.environ.get("CROWDLENS_DATA")
+    if env and _same_folder(folder, env):
+        advice += (f" (a plain `crowdlens data fetch` fills the user cache {default_cache_data_dir()}, "
+                   f"which CROWDLENS_DATA overrides)")
+    return advice
+
+
+def three_ways(folder: Path | str, source: str | None = None, relpath: str | None = None) -> str:
+    """The three ways to provide data, worded for a lookup in ``folder``."""
+    what = relpath or "the tables"
+    beside = project_root()
+    shared = f" ({beside.parent / 'shared' / 'data'})" if beside is not None else ""
+    cache = default_cache_data_dir()
+    way3 = f"run {fetch_command(source, None)} to download and convert {what} into the user cache {cache}"
+    if not _same_folder(folder, cache):
+        # said plainly: the cache is read only when neither of the first two applies
+        way3 += (f" (read only when neither (1) nor (2) applies), or {fetch_command(source, folder)} "
+                 f"to fill {folder} itself")
+    return (f"Provide the data in one of three ways: (1) set CROWDLENS_DATA to a folder holding "
+            f"{what}; (2) place the shared data folder at ../shared/data beside the project{shared}; "
+            f"(3) {way3}.")
 
 
 TABLES: dict[str, Table] = {
@@ -205,13 +291,31 @@ def table_path(name: str, data_folder: Path | str | None = None) -> Path:
             else f"looked in {folder}"
         )
         raise DataNotFoundError(
-            f"no data found for '{name}' ({how}; missing {table.relpath}). Provide it in one of "
-            f"three ways: (1) set CROWDLENS_DATA to a folder holding {table.relpath}; "
-            f"(2) place the shared data folder at ../shared/data beside the project; "
-            f"(3) run `crowdlens data fetch {table.source}` to download and convert it into "
-            f"{default_cache_data_dir()}."
+            f"no data found for '{name}' ({how}; missing {table.relpath}).",
+            three_ways(folder, table.source, table.relpath),
         )
     return path
+
+
+def folder_problem(folder: Path | str) -> str | None:
+    """Why ``folder`` yields no table at all (absent, empty, none of the tables), or None."""
+    folder = Path(folder).expanduser()
+    env = os.environ.get("CROWDLENS_DATA")
+    named = " (CROWDLENS_DATA is set to it)" if env and _same_folder(env, folder) else ""
+    if not folder.exists():
+        problem = f"the data folder {folder}{named} does not exist."
+    elif not folder.is_dir():
+        problem = f"the data folder {folder}{named} is not a folder."
+    elif not any(folder.iterdir()):
+        problem = f"the data folder {folder}{named} is empty."
+    elif not any((folder / t.relpath).is_file() for t in TABLES.values()):
+        problem = (f"the data folder {folder}{named} holds none of the {len(TABLES)} tables "
+                   f"(e.g. {next(iter(TABLES.values())).relpath}).")
+        if any((folder / "data" / t.relpath).is_file() for t in TABLES.values()):
+            problem += f" Its subfolder {folder / 'data'} does: point at that instead."
+    else:
+        return None
+    return f"{_capitalised(problem)} {three_ways(folder)}"
 
 
 def load_table(name: str, data_folder: Path | str | None = None) -> pd.DataFrame:
@@ -267,22 +371,42 @@ def load_smp2020_ewect(data_folder: Path | str | None = None) -> pd.DataFrame:
     return load_table("smp2020_ewect", data_folder)
 
 
+#: How much of a failure's cause a ``check`` status keeps; the fix has its own column.
+STATUS_CAUSE_CHARS = 200
+
+
 def check(data_folder: Path | str | None = None) -> pd.DataFrame:
-    """Validate every table of a data folder; one row per table with rows and status. Used in the data_tour chapter."""
+    """Validate every table of a data folder; one row per table with rows, status and fix.
+
+    When the folder yields no table at all (absent, empty, none of the tables), the
+    report's ``attrs["problem"]`` says so and how to provide the data.
+    Used in the data_tour chapter.
+    """
     folder = Path(data_folder) if data_folder is not None else data_dir()
     records = []
     for table in TABLES.values():
-        record = {"table": table.name, "source": table.source, "file": table.relpath, "rows": None}
+        record = {"table": table.name, "source": table.source, "file": table.relpath, "rows": None, "fix": ""}
         try:
             frame = load_table(table.name, folder)
         except DataNotFoundError:
+            # the folder holds other tables: fill in this one (folder_problem covers none at all)
             record["status"] = "missing"
+            record["fix"] = (f"Run {fetch_command(table.source, folder)}, or copy {table.relpath} "
+                             f"there from a good copy of the data.")
         except DataError as exc:
-            record["status"] = f"invalid: {str(exc).splitlines()[0][:200]}"
+            # the file column names the file: the status spends its characters on the cause
+            path = str(folder / table.relpath)
+            cause = exc.cause.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+            record["status"] = f"invalid: {_shorten(cause, STATUS_CAUSE_CHARS)}"
+            record["fix"] = exc.fix
         else:
             record["rows"] = len(frame)
             record["status"] = "ok" if len(frame) == table.documented_rows else (
                 f"ok ({len(frame)} rows; documented {table.documented_rows})"
             )
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    report = pd.DataFrame.from_records(records, columns=["table", "source", "file", "rows", "status", "fix"])
+    problem = folder_problem(folder)
+    if problem is not None:
+        report.attrs["problem"] = problem
+    return report

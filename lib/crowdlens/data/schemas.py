@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandera.pandas as pa
 
+from crowdlens.data.pseudonym import PSEUDONYM_RULE, not_pseudonymised
+
 #: The data's label vocabularies, defined once here at the bottom of the package;
 #: the studies re-export them (``crowdlens.participation.LEVELS``,
 #: ``crowdlens.crowd_response.EMOTIONS``). Participation levels lowest to highest.
@@ -25,6 +27,19 @@ def _in(values, nullable: bool = True) -> pa.Column:
     # Written out rather than Check.isin: pandera counts <NA> as a failure of isin.
     allowed = list(values)
     check = pa.Check(lambda s: s.isna() | s.isin(allowed), name=f"isin({allowed})")
+    return pa.Column("string", nullable=nullable, checks=check)
+
+
+#: The name of the check every author column carries (``Table.validate`` recognises it).
+PSEUDONYM_CHECK = "pseudonym"
+
+
+def _author(nullable: bool = False) -> pa.Column:
+    # The book publishes whatever a table holds: an author column takes pseudonyms only.
+    # One verdict for the whole column (not element-wise) so that pandera's error never
+    # lists the offending values, which would print the raw usernames it refuses.
+    check = pa.Check(lambda s: not not_pseudonymised(s).any(), name=PSEUDONYM_CHECK,
+                     error=f"every author must be {PSEUDONYM_RULE}")
     return pa.Column("string", nullable=nullable, checks=check)
 
 
@@ -52,7 +67,7 @@ REDDIT_POLITICAL = pa.DataFrameSchema(
     {
         "subreddit": _text(nullable=False),
         "kind": _in(["comment", "submission"], nullable=False),
-        "author": _text(nullable=False),
+        "author": _author(nullable=False),
         "created_utc": _int(),
         "score": _int(),
         "num_comments": pa.Column("Float64", nullable=True),
@@ -72,7 +87,7 @@ REDDIT_COVID = pa.DataFrameSchema(
         "location": _text(nullable=False),
         "scope": _in(["state", "city"], nullable=False),
         "kind": _in(["comment", "submission"], nullable=False),
-        "author": _text(nullable=False),
+        "author": _author(nullable=False),
         "created_utc": _int(),
         "title": _text(),
         "selftext": _text(),
@@ -99,7 +114,7 @@ CED_POSTS = pa.DataFrameSchema(
     {
         "post_id": pa.Column("string", nullable=False, unique=True),
         "label": _in(["rumor", "non-rumor"], nullable=False),
-        "author": _text(nullable=False),
+        "author": _author(nullable=False),
         "created_utc": _int(),
         "text": _text(nullable=False),
         "reposts": _int(),
@@ -124,7 +139,7 @@ CED_REACTIONS = pa.DataFrameSchema(
         "post_id": _text(nullable=False),
         "reaction_id": _text(nullable=False),
         "parent_id": _text(),
-        "author": _text(nullable=False),
+        "author": _author(nullable=False),
         "text": _text(nullable=False),  # '' for a bare repost
         "created_utc": _int(nullable=True),
     },
