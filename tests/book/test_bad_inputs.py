@@ -45,3 +45,166 @@ def test_an_empty_list_value_says_how_to_write_a_list():
     result = runner.invoke(app, ["run", "training", "-p", "target_tasks", "", "--no-html"])
     assert result.exit_code == 1
     assert "needs a list" in result.output and "-p target_tasks binary,multiclass" in result.output
+
+
+# Interrupted and concurrent runs: `python -m crowdlens run` in a subprocess on a tiny book
+# (CROWDLENS_BOOK_ROOT) whose one chapter holds its cell until the test releases it.
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+
+LIB = Path(__file__).resolve().parents[2] / "lib"
+
+# the kernel inherits the run's environment: SLEEPY_MARKER gets the kernel's pid once the cell
+# runs; the cell then waits, up to `pause` seconds, for the file SLEEPY_RELEASE
+SLEEPY = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Sleepy
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+n = 1
+pause = 60.0
+```
+
+```{code-cell} ipython3
+import os, pathlib, time
+
+if os.environ.get("SLEEPY_MARKER"):
+    pathlib.Path(os.environ["SLEEPY_MARKER"]).write_text(str(os.getpid()))
+started = time.time()
+while time.time() - started < pause and not pathlib.Path(os.environ.get("SLEEPY_RELEASE", "/nonexistent")).exists():
+    time.sleep(0.1)
+print("finished", n)
+```
+"""
+
+
+@pytest.fixture
+def sleepy_book(tmp_path):
+    root = tmp_path / "bookroot"
+    (root / "chapters").mkdir(parents=True)
+    (root / "book").mkdir()
+    (root / "book" / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/sleepy\n")
+    (root / "chapters" / "sleepy.md").write_text(SLEEPY)
+    env = {**os.environ, "CROWDLENS_BOOK_ROOT": str(root), "CROWDLENS_CACHE": str(tmp_path / "cache"),
+           "CROWDLENS_DATA": str(tmp_path / "no-data"),  # nothing to hash: the runs start faster
+           "PYTHONPATH": os.pathsep.join([str(LIB), os.environ.get("PYTHONPATH", "")]),
+           "SLEEPY_RELEASE": str(tmp_path / "release")}
+    started: list[subprocess.Popen] = []
+    yield SimpleNamespace(root=root, cache=tmp_path / "cache", tmp=tmp_path, env=env, started=started)
+    for process in started:  # a failed test leaves no runner behind
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def start_run(book, tag: str, *params: str) -> subprocess.Popen:
+    env = {**book.env, "SLEEPY_MARKER": str(book.tmp / f"{tag}.pid")}
+    log = open(book.tmp / f"{tag}.log", "w")
+    # SIGINT back to Python's default: pytest itself may run as a background job, which ignores it
+    process = subprocess.Popen([sys.executable, "-m", "crowdlens", "run", "sleepy", "--no-html", *params],
+                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    log.close()
+    book.started.append(process)
+    return process
+
+
+def kernel_pid(book, tag: str, process: subprocess.Popen, timeout: float = 120) -> int:
+    """The pid the chapter's kernel writes once its cell runs."""
+    marker, deadline = book.tmp / f"{tag}.pid", time.time() + timeout
+    while time.time() < deadline:
+        if marker.is_file() and marker.read_text():
+            return int(marker.read_text())
+        assert process.poll() is None, (book.tmp / f"{tag}.log").read_text()
+        time.sleep(0.2)
+    raise AssertionError(f"the chapter's cell did not start in {timeout} s")
+
+
+def gone(pid: int, timeout: float = 20) -> bool:
+    """The process has exited (a zombie that nobody reaped counts as gone)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def files_under(*folders: Path) -> list[str]:
+    return sorted(str(p) for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_run_killed_outright_leaves_no_cache_entry_and_the_next_run_executes_afresh(sleepy_book):
+    killed = start_run(sleepy_book, "killed")
+    kernel = kernel_pid(sleepy_book, "killed", killed)
+    killed.kill()  # SIGKILL: no handler runs, its work folder stays behind
+    killed.wait(timeout=30)
+    assert gone(kernel), "the orphaned kernel did not notice its runner was gone"  # ipykernel's parent poller
+    assert not list((sleepy_book.cache / "book" / "chapters").glob("sleepy-*"))
+    assert list((sleepy_book.cache / "book" / "work").iterdir())  # the killed run's work folder
+
+    (sleepy_book.tmp / "release").touch()  # same parameters; the cell finishes at once
+    resumed = start_run(sleepy_book, "resumed")
+    assert resumed.wait(timeout=180) == 0, (sleepy_book.tmp / "resumed.log").read_text()
+    output = (sleepy_book.tmp / "resumed.log").read_text()
+    assert "sleepy: executed" in output and "cached" not in output, output
+    assert not list((sleepy_book.cache / "book" / "work").iterdir())  # the dead run's folder is swept too
+    [entry] = (sleepy_book.cache / "book" / "chapters").glob("sleepy-*.ipynb")
+    cells = nbformat.read(entry, as_version=4).cells
+    assert "finished 1" in "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+
+
+def test_two_runs_of_one_chapter_at_once_each_cache_their_own_parameters(sleepy_book, monkeypatch):
+    from crowdlens.book import runner as book
+
+    runs = {n: start_run(sleepy_book, f"n{n}", "-p", "n", str(n)) for n in (1, 2)}
+    for n, process in runs.items():
+        kernel_pid(sleepy_book, f"n{n}", process)
+    # both cells are running now: each run has its own work folder, not a shared work/sleepy.*.ipynb
+    work = list((sleepy_book.cache / "book" / "work").iterdir())
+    assert len(work) == 2 and all(folder.is_dir() for folder in work), work
+    (sleepy_book.tmp / "release").touch()
+    for n, process in runs.items():
+        assert process.wait(timeout=180) == 0, (sleepy_book.tmp / f"n{n}.log").read_text()
+
+    monkeypatch.setenv("CROWDLENS_BOOK_ROOT", str(sleepy_book.root))
+    entries = sorted((sleepy_book.cache / "book" / "chapters").glob("sleepy-*.ipynb"))
+    assert len(entries) == 2
+    seen = set()
+    for entry in entries:
+        executed = nbformat.read(entry, as_version=4)
+        meta = executed.metadata["crowdlens"]
+        n = meta["parameters"]["n"]
+        seen.add(n)
+        # the entry's name is the key of its own parameters, and its notebook ran with them
+        assert entry.name == f"sleepy-{book.cache_key('sleepy', meta['parameters'], meta['data_sha256'])}.ipynb"
+        [injected] = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert f"n = {n}\n" in injected.source + "\n"
+        assert f"finished {n}" in "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert seen == {1, 2}
+    assert not list((sleepy_book.cache / "book" / "work").iterdir())

@@ -6,6 +6,9 @@ data sha256s, package versions, git commit, start/end time) in its notebook
 metadata, and ``write_provenance_page`` gathers them into an appendix page.
 A chapter whose source, parameters, ``crowdlens`` code and data are unchanged
 is taken from the cache instead of being run again.
+
+The book is the checkout's ``chapters/`` and ``book/``; ``CROWDLENS_BOOK_ROOT`` points the
+runner at another folder holding those two (the tests' tiny books, run as a subprocess).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +100,13 @@ def _book_module(name: str):
 # Layout ------------------------------------------------------------------------------
 
 def _root() -> Path:
+    env = os.environ.get("CROWDLENS_BOOK_ROOT")
+    if env:  # another book (a test's tiny one); only chapters/ and book/ move, the code stays this checkout's
+        root = Path(env).expanduser()
+        if not (root / "chapters").is_dir():
+            raise BookError(f"CROWDLENS_BOOK_ROOT={env} has no chapters/ folder: point it at a folder holding "
+                            f"chapters/ and book/, or unset it to use the checkout's book")
+        return root
     root = project_root()
     if root is None:
         raise BookError("the book runner needs the CrowdLens source checkout (chapters/ and book/)")
@@ -321,6 +333,34 @@ def _failure_message(name: str, exc: Exception, failed_path: Path) -> str:
     )
 
 
+def _run_tag() -> str:
+    """``host--pid``: names this run's work folder, so that a later run can tell a dead run's leftovers."""
+    return f"{socket.gethostname().replace('--', '-')}--{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _sweep_dead_runs(work: Path) -> None:
+    """Remove the work folders of runs on this host whose process is gone (killed, or the machine
+    stopped); a live run's folder, or another host's sharing this cache, is left alone."""
+    host = socket.gethostname().replace("--", "-")
+    for folder in work.glob("*--*--*--*"):
+        try:
+            _, folder_host, pid, _ = folder.name.rsplit("--", 3)
+            if folder.is_dir() and folder_host == host and not _pid_alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+        except ValueError:
+            continue
+
+
 def execute_chapter(
     name: str,
     profile: str = "quick",
@@ -328,7 +368,13 @@ def execute_chapter(
     force: bool = False,
     progress: bool = True,
 ) -> ChapterRun:
-    """Execute one chapter with papermill (profile parameters, then ``overrides``) unless cached."""
+    """Execute one chapter with papermill (profile parameters, then ``overrides``) unless cached.
+
+    Each run works in its own folder under ``<cache>/book/work`` (removed when the run ends),
+    so two runs of one chapter at once never read each other's notebooks; the cache entry is
+    written, atomically, from this run's own executed notebook under the key of its own
+    parameters.
+    """
     nbformat, papermill = _book_module("nbformat"), _book_module("papermill")
 
     notebook = read_notebook(name)
@@ -345,38 +391,42 @@ def execute_chapter(
             shutil.copyfile(cached, tmp)
         return ChapterRun(name, target, True, time.time() - started, parameters)
 
-    work = cache_dir() / "book" / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    source_nb = work / f"{name}.source.ipynb"
-    nbformat.write(notebook, source_nb)
-    output_nb = work / f"{name}.executed.ipynb"
-    start_time = dt.datetime.now(dt.timezone.utc)
-    commit = git_commit()  # the code that runs, even if the checkout moves during a long run
-    executed_dir().mkdir(parents=True, exist_ok=True)
-    # the kernel inherits these: library progress bars and warnings belong in a
-    # terminal, not in the printed book (chapters pass progress=False to their own)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # tqdm.auto warns at import when ipywidgets is absent; the chapters draw no widgets
-    os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+    work_root = cache_dir() / "book" / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    _sweep_dead_runs(work_root)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}--{_run_tag()}--", dir=work_root))
     try:
-        papermill.execute_notebook(
-            str(source_nb),
-            str(output_nb),
-            parameters=parameters,
-            kernel_name="python3",
-            progress_bar=progress,
-            cwd=str(executed_dir()),
-        )
-    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-        failed = book_dir() / "_failed" / f"{name}.ipynb"
-        failed.parent.mkdir(parents=True, exist_ok=True)
-        if output_nb.exists():
-            shutil.copyfile(output_nb, failed)
-        raise ChapterFailed(name, _failure_message(name, exc, failed), failed) from exc
-    end_time = dt.datetime.now(dt.timezone.utc)
-    executed = nbformat.read(output_nb, as_version=4)
+        source_nb, output_nb = work / "source.ipynb", work / "executed.ipynb"
+        nbformat.write(notebook, source_nb)
+        start_time = dt.datetime.now(dt.timezone.utc)
+        commit = git_commit()  # the code that runs, even if the checkout moves during a long run
+        executed_dir().mkdir(parents=True, exist_ok=True)
+        # the kernel inherits these: library progress bars and warnings belong in a
+        # terminal, not in the printed book (chapters pass progress=False to their own)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # tqdm.auto warns at import when ipywidgets is absent; the chapters draw no widgets
+        os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+        try:
+            papermill.execute_notebook(
+                str(source_nb),
+                str(output_nb),
+                parameters=parameters,
+                kernel_name="python3",
+                progress_bar=progress,
+                cwd=str(executed_dir()),
+            )
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+            failed = book_dir() / "_failed" / f"{name}.ipynb"
+            if output_nb.exists():
+                with atomic_path(failed, suffix=".ipynb") as tmp:
+                    shutil.copyfile(output_nb, tmp)
+            raise ChapterFailed(name, _failure_message(name, exc, failed), failed) from exc
+        end_time = dt.datetime.now(dt.timezone.utc)
+        executed = nbformat.read(output_nb, as_version=4)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     for cell in executed.cells:  # say in the book where the injected values came from
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.source = cell.source.replace(
@@ -395,13 +445,13 @@ def execute_chapter(
         "seconds": round((end_time - start_time).total_seconds(), 1),
         "cache_key": key,
     }
+    # both from this run's notebook in memory: a concurrent run may be replacing a file at any moment
     with atomic_path(cached, suffix=".ipynb") as tmp:
         nbformat.write(executed, tmp)
     with atomic_path(target, suffix=".ipynb") as tmp:
-        shutil.copyfile(cached, tmp)
+        nbformat.write(executed, tmp)
     failed = book_dir() / "_failed" / f"{name}.ipynb"
-    if failed.exists():
-        failed.unlink()
+    failed.unlink(missing_ok=True)
     return ChapterRun(name, target, False, time.time() - started, parameters)
 
 
@@ -489,7 +539,8 @@ def build_book(
     ]
     runs = []
     for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
-        runs.append(execute_chapter(name, profile, overrides.get(name), force=force and (only is None or name in only), progress=progress))
+        runs.append(execute_chapter(name, profile, overrides.get(name),
+                                    force=force and (only is None or name in only), progress=progress))
     write_provenance_page(chapters)
     if html:
         build_html(quiet=not progress)
