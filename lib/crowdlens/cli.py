@@ -29,6 +29,16 @@ def _fail(message: str, code: int = 1):
     raise typer.Exit(code)
 
 
+#: The exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT = 130
+
+
+def _interrupted(exc: KeyboardInterrupt):
+    message = str(exc) if isinstance(exc, runner.Interrupted) else str(runner.Interrupted())
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
+    raise typer.Exit(INTERRUPTED_EXIT)
+
+
 def parse_param_args(args: list[str]) -> dict[str, str]:
     """``-p NAME VALUE`` (or ``-p NAME=VALUE``), repeatable, from the extra arguments."""
     overrides: dict[str, str] = {}
@@ -61,6 +71,8 @@ def book(
         runs = runner.build_book(profile=profile, only=only or None, force=force, html=not no_html)
     except runner.BookError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     for run in runs:
         console.print(f"{run.name}: {'cached' if run.cached else 'executed'} in {run.seconds:.1f} s", markup=False)
     if not no_html:
@@ -86,6 +98,8 @@ def run(
                                  force=force, html=not no_html)
     except runner.BookError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     for run_ in runs:
         console.print(f"{run_.name}: {'cached' if run_.cached else 'executed'} in {run_.seconds:.1f} s "
                       f"with {run_.parameters}", markup=False)

@@ -159,6 +159,24 @@ def files_under(*folders: Path) -> list[str]:
     return sorted(str(p) for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file())
 
 
+def test_ctrl_c_during_a_run_says_interrupted_exits_130_and_leaves_nothing_half_done(sleepy_book):
+    run = start_run(sleepy_book, "run")
+    kernel = kernel_pid(sleepy_book, "run", run)
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=60) == 130
+    output = (sleepy_book.tmp / "run.log").read_text()
+    lines = [line for line in output.splitlines() if "interrupted" in line]
+    assert lines == ["interrupted: chapter 'sleepy' stopped before it finished and nothing of it was kept; "
+                     "chapters that finished are kept in the cache, so the next run resumes from 'sleepy'"], output
+    assert "Traceback" not in output and "ZMQError" not in output, output
+    assert gone(kernel), "the chapter's kernel outlived the interrupted run"
+    # no work notebook, no cache entry, no executed chapter, no temporary file
+    left = files_under(sleepy_book.cache, sleepy_book.root)
+    assert left == sorted(str(p) for p in [sleepy_book.cache / "book" / "data_sha256.json",
+                                           sleepy_book.root / "book" / "_toc.yml",
+                                           sleepy_book.root / "chapters" / "sleepy.md"]), left
+
+
 def test_a_run_killed_outright_leaves_no_cache_entry_and_the_next_run_executes_afresh(sleepy_book):
     killed = start_run(sleepy_book, "killed")
     kernel = kernel_pid(sleepy_book, "killed", killed)

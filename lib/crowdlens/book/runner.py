@@ -14,6 +14,7 @@ runner at another folder holding those two (the tests' tiny books, run as a subp
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import hashlib
 import importlib
@@ -22,11 +23,14 @@ import json
 import os
 import platform
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +87,21 @@ class ChapterFailed(BookError):
     def __init__(self, chapter: str, message: str, notebook: Path):
         self.chapter, self.notebook = chapter, notebook
         super().__init__(message)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a build or a run, with the one line to tell the user.
+
+    Still a KeyboardInterrupt, so that ``except Exception`` in a caller does not swallow it.
+    """
+
+    def __init__(self, chapter: str | None = None):
+        self.chapter = chapter
+        where = (f"chapter '{chapter}' stopped before it finished and nothing of it was kept"
+                 if chapter else "the build stopped")
+        resume = f" from '{chapter}'" if chapter else ""
+        super().__init__(f"interrupted: {where}; chapters that finished are kept in the cache, "
+                         f"so the next run resumes{resume}")
 
 
 #: How to get what the runner needs beyond the library (the ``book`` extra of pyproject.toml).
@@ -361,6 +380,73 @@ def _sweep_dead_runs(work: Path) -> None:
             continue
 
 
+#: Kernels this process started and has not yet shut down; Ctrl-C kills them outright.
+_LIVE_KERNELS: "weakref.WeakSet" = weakref.WeakSet()
+_KERNEL_MANAGER = None
+
+
+def _kernel_manager_class():
+    """jupyter_client's AsyncKernelManager (papermill's default), remembering the kernels it starts."""
+    global _KERNEL_MANAGER
+    if _KERNEL_MANAGER is None:
+        manager = _book_module("jupyter_client.manager")
+
+        class TrackedKernelManager(manager.AsyncKernelManager):
+            async def start_kernel(self, **kwargs):
+                _LIVE_KERNELS.add(self)
+                return await super().start_kernel(**kwargs)
+
+            async def shutdown_kernel(self, now: bool = False, restart: bool = False):
+                _LIVE_KERNELS.discard(self)
+                return await super().shutdown_kernel(now=now, restart=restart)
+
+        _KERNEL_MANAGER = TrackedKernelManager
+    return _KERNEL_MANAGER
+
+
+def _kill_live_kernels() -> None:
+    """SIGKILL the process group of every kernel this process started (each kernel has its own
+    session, so its group never holds this process); a kernel already gone is skipped."""
+    for manager in list(_LIVE_KERNELS):
+        provisioner = getattr(manager, "provisioner", None)
+        pgid, pid = getattr(provisioner, "pgid", None), getattr(provisioner, "pid", None)
+        try:
+            if pgid and pgid != os.getpgrp():
+                os.killpg(pgid, signal.SIGKILL)
+            elif pid:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _LIVE_KERNELS.discard(manager)
+
+
+@contextlib.contextmanager
+def _ctrl_c_kills_the_kernel(pressed: list):
+    """On Ctrl-C, kill the kernel first (and note it in ``pressed``), then raise KeyboardInterrupt
+    as before.
+
+    Left to itself, nbclient shuts a busy kernel down gracefully: the kernel's late reply on a
+    socket already closed printed a ZMQError traceback, and the shutdown waited seconds. A
+    process that ignores SIGINT (nohup, a background job) or a thread other than the main one
+    keeps its own handling.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        pressed.append(time.time())
+        _kill_live_kernels()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def execute_chapter(
     name: str,
     profile: str = "quick",
@@ -373,7 +459,8 @@ def execute_chapter(
     Each run works in its own folder under ``<cache>/book/work`` (removed when the run ends),
     so two runs of one chapter at once never read each other's notebooks; the cache entry is
     written, atomically, from this run's own executed notebook under the key of its own
-    parameters.
+    parameters. Ctrl-C kills the kernel and raises :class:`Interrupted`; nothing of the
+    interrupted chapter is kept.
     """
     nbformat, papermill = _book_module("nbformat"), _book_module("papermill")
 
@@ -408,16 +495,24 @@ def execute_chapter(
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         # tqdm.auto warns at import when ipywidgets is absent; the chapters draw no widgets
         os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+        pressed: list = []
         try:
-            papermill.execute_notebook(
-                str(source_nb),
-                str(output_nb),
-                parameters=parameters,
-                kernel_name="python3",
-                progress_bar=progress,
-                cwd=str(executed_dir()),
-            )
+            with _ctrl_c_kills_the_kernel(pressed):
+                papermill.execute_notebook(
+                    str(source_nb),
+                    str(output_nb),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    progress_bar=progress,
+                    cwd=str(executed_dir()),
+                    kernel_manager_class=_kernel_manager_class(),
+                )
+        except KeyboardInterrupt:
+            _kill_live_kernels()  # one still starting when Ctrl-C came
+            raise Interrupted(name) from None
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+            if pressed:  # the kernel killed by Ctrl-C, reported as a dead kernel rather than the interrupt
+                raise Interrupted(name) from None
             failed = book_dir() / "_failed" / f"{name}.ipynb"
             if output_nb.exists():
                 with atomic_path(failed, suffix=".ipynb") as tmp:
@@ -538,10 +633,15 @@ def build_book(
         if only is None or c in only or (html and not (executed_dir() / f"{c}.ipynb").is_file())
     ]
     runs = []
-    for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
-        runs.append(execute_chapter(name, profile, overrides.get(name),
-                                    force=force and (only is None or name in only), progress=progress))
-    write_provenance_page(chapters)
-    if html:
-        build_html(quiet=not progress)
+    try:
+        for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
+            runs.append(execute_chapter(name, profile, overrides.get(name),
+                                        force=force and (only is None or name in only), progress=progress))
+        write_provenance_page(chapters)
+        if html:
+            build_html(quiet=not progress)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:  # between chapters, or in the HTML build: finished chapters are cached
+        raise Interrupted() from None
     return runs
