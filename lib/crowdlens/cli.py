@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
-from rich.table import Table as RichTable
+from rich.table import Column, Table as RichTable
 
 from crowdlens.book import runner
 from crowdlens.data import DataError, check, data_dir
@@ -107,14 +107,18 @@ def run(
 
 @app.command()
 def params(chapter: str = typer.Argument(..., metavar="CHAPTER", help="chapter name")):
-    """List a chapter's parameters, their defaults and each profile's values."""
+    """List a chapter's parameters, their defaults, the values they allow and each profile's values."""
     try:
-        defaults = runner.chapter_parameters(chapter)
+        defaults, allowed = runner.chapter_parameters(chapter), runner.chapter_allowed_values(chapter)
     except runner.BookError as exc:
         _fail(str(exc))
-    table = RichTable("parameter", "type", "default", *runner.PROFILES)
+    # the declared range or choices, folded rather than cut off in a narrow terminal
+    table = RichTable("parameter", "type", "default", Column("allowed", overflow="fold"), *runner.PROFILES)
     for name, default in defaults.items():
-        table.add_row(*map(Text, [name, type(default).__name__, repr(default),
+        rule = str(allowed[name]) if name in allowed else ""
+        if rule and isinstance(default, list):
+            rule = "each " + rule
+        table.add_row(*map(Text, [name, type(default).__name__, repr(default), rule,
                                   *[repr(runner.PROFILES[p].get(chapter, {}).get(name, default)) for p in runner.PROFILES]]))
     console.print(table)
 

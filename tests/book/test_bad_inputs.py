@@ -226,3 +226,102 @@ def test_two_runs_of_one_chapter_at_once_each_cache_their_own_parameters(sleepy_
         assert f"finished {n}" in "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert seen == {1, 2}
     assert not list((sleepy_book.cache / "book" / "work").iterdir())
+
+
+# Ranges and choices declared beside each parameter in the parameters cell, checked before a kernel starts.
+
+DECLARED = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Declared
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+# a comment line of its own is free text
+rows = 100  # [0, inf) rows sampled, 0 for all
+share = 0.5  # [0, 1]
+rate = 1e-3  # (0, inf)
+below = 0.5  # [0, 1) an open end
+folds = 5  # {0} or [2, inf)
+column = "a"  # {"a", "b"}
+tasks = ["a"]  # {"a", "b"}
+grid = [1, 2]  # [1, 40]
+note = 1  # (optional) a ( that opens no interval is free text
+label = "x"  # a comment that opens with neither [ nor { is free text
+```
+
+```{code-cell} ipython3
+print(rows)
+```
+"""
+
+
+@pytest.fixture
+def declared_book(tmp_path, monkeypatch, isolated_cache):
+    chapters = tmp_path / "chapters"
+    chapters.mkdir()
+    (chapters / "declared.md").write_text(DECLARED)
+    monkeypatch.setenv("CROWDLENS_BOOK_ROOT", str(tmp_path))
+    return chapters / "declared.md"
+
+
+def test_declarations_beside_the_parameters_are_read_from_their_trailing_comments(declared_book):
+    from crowdlens.book import runner as book
+
+    declared = {name: str(allowed) for name, allowed in book.chapter_allowed_values("declared").items()}
+    assert declared == {"rows": ">= 0", "share": "in [0, 1]", "rate": "> 0", "below": "in [0, 1)",
+                        "folds": "0 or >= 2", "column": "one of 'a', 'b'", "tasks": "one of 'a', 'b'",
+                        "grid": "in [1, 40]"}
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"rows": "-5"}, "parameter 'rows' of chapter 'declared' must be >= 0, got -5"),
+    ({"share": "1.5"}, "must be in [0, 1], got 1.5"),
+    ({"rate": "0"}, "must be > 0, got 0.0"),
+    ({"below": "1"}, "must be in [0, 1), got 1.0"),
+    ({"folds": "1"}, "must be 0 or >= 2, got 1"),
+    ({"column": "c"}, "must be one of 'a', 'b', got 'c'"),
+    ({"tasks": "a,c"}, "each element of parameter 'tasks' of chapter 'declared' must be one of 'a', 'b', got 'c'"),
+    ({"grid": "[0, 3]"}, "each element of parameter 'grid' of chapter 'declared' must be in [1, 40], got 0"),
+])
+def test_a_value_outside_its_declared_range_or_choices_is_refused_naming_both(declared_book, overrides, fragment):
+    from crowdlens.book import runner as book
+
+    with pytest.raises(book.ParameterError) as err:
+        book.validate_parameters("declared", overrides)
+    assert fragment in str(err.value)
+    key = next(iter(overrides))
+    assert f"-p {key} " in str(err.value)  # the fix: a value in range, e.g. the default
+
+
+def test_values_inside_the_declarations_pass(declared_book):
+    from crowdlens.book import runner as book
+
+    assert book.validate_parameters("declared", {"rows": "0", "share": "1", "folds": "0", "column": "b",
+                                                 "tasks": "b,a", "grid": "[1, 40]"}) == {
+        "rows": 0, "share": 1.0, "folds": 0, "column": "b", "tasks": ["b", "a"], "grid": [1, 40]}
+
+
+@pytest.mark.parametrize("comment", ["# [free text]", "# [>= 0]", "# [0, x)", "# [0, 1", "# {}", "# [2, 1]",
+                                     "# {1: 2}", "# [inf, 2]", "# [0, 1] or x"])
+def test_a_declaration_that_does_not_parse_says_how_to_write_one(declared_book, comment):
+    from crowdlens.book import runner as book
+
+    # an opening [ or { promises a declaration: a typo there is an error, not free text
+    declared_book.write_text(DECLARED.replace("# a comment that opens with neither [ nor { is free text", comment))
+    with pytest.raises(book.BookError) as err:
+        book.chapter_allowed_values("declared")
+    message = str(err.value)
+    assert "the parameters cell of chapter 'declared' declares 'label'" in message
+    assert "[0, inf) (0 or more), (0, inf) (more than 0) or [0, 1]" in message
+    assert '{"binary", "multiclass"}' in message and "{0} or [2, inf)" in message

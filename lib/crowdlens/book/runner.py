@@ -19,9 +19,12 @@ import datetime as dt
 import hashlib
 import importlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import tokenize
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,22 +187,170 @@ def read_notebook(name: str):
     return _book_module("jupytext").read(chapter_source(name))
 
 
-def parameters_of(notebook) -> dict[str, Any]:
-    """Defaults of the cell tagged ``parameters``: ``name = <literal>`` lines."""
+def _parameters_cell(notebook):
     for cell in notebook.cells:
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            defaults: dict[str, Any] = {}
-            for node in ast.parse(cell.source).body:
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                    defaults[node.targets[0].id] = ast.literal_eval(node.value)
-                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-                    defaults[node.target.id] = ast.literal_eval(node.value)
-            return defaults
+            return cell
     raise BookError("the chapter has no code cell tagged 'parameters'")
+
+
+def _assignments(source: str):
+    """``(name, node)`` of each ``name = <literal>`` (or ``name: type = <literal>``) statement."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            yield node.targets[0].id, node
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            yield node.target.id, node
+
+
+def parameters_of(notebook) -> dict[str, Any]:
+    """Defaults of the cell tagged ``parameters``: ``name = <literal>`` lines."""
+    return {name: ast.literal_eval(node.value) for name, node in _assignments(_parameters_cell(notebook).source)}
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The values a parameter's declaration admits (each element's, for a list parameter).
+
+    ``ranges`` are intervals ``(low, low_open, high, high_open)``, a bound None when unbounded;
+    ``choices`` single values; a value is admitted by any of them. ``declaration`` is the text
+    as the parameters cell writes it.
+    """
+
+    declaration: str
+    ranges: tuple = ()
+    choices: tuple = ()
+
+    def admits(self, value: Any) -> bool:
+        if any(_same(value, choice) for choice in self.choices):
+            return True
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return any((low is None or (value > low if low_open else value >= low))
+                   and (high is None or (value < high if high_open else value <= high))
+                   for low, low_open, high, high_open in self.ranges)
+
+    def __str__(self) -> str:
+        words = []
+        if len(self.choices) == 1:
+            words.append(repr(self.choices[0]))
+        elif self.choices:
+            words.append("one of " + ", ".join(map(repr, self.choices)))
+        for low, low_open, high, high_open in self.ranges:
+            if high is None:
+                words.append(f"{'>' if low_open else '>='} {low!r}" if low is not None else "any number")
+            elif low is None:
+                words.append(f"{'<' if high_open else '<='} {high!r}")
+            else:
+                words.append(f"in {'(' if low_open else '['}{low!r}, {high!r}{')' if high_open else ']'}")
+        return " or ".join(words)
+
+
+def _same(value: Any, choice: Any) -> bool:
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if number(value) and number(choice):
+        return value == choice
+    return type(value) is type(choice) and value == choice
+
+
+_DECLARATION_HINT = ("write a range such as [0, inf) (0 or more), (0, inf) (more than 0) or [0, 1], "
+                     'choices such as {"binary", "multiclass"}, or both joined by or: {0} or [2, inf)')
+_DECLARATION_PART = r"\{[^}]*\}|[\[(][^\])]*[\])]"
+_DECLARATION = re.compile(rf"#\s*((?:{_DECLARATION_PART})(?:\s+or\s+(?:{_DECLARATION_PART}))*)(?=\s|$)")
+_INTERVAL = re.compile(r"([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])")
+
+
+def _bound(text: str) -> int | float | None:
+    """A number of an interval; None for ``inf`` or ``-inf``, an unbounded end."""
+    if text.lstrip("+-") == "inf":
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(text)
+    return value
+
+
+def _parse_allowed(declaration: str) -> Allowed:
+    """``Allowed`` of a declaration; ValueError when it does not parse."""
+    ranges, choices = [], []
+    for part in re.split(r"\s+or\s+", declaration):
+        if part.startswith("{"):
+            try:
+                values = ast.literal_eval(part)
+            except (ValueError, SyntaxError):
+                raise ValueError(part) from None
+            if not isinstance(values, set) or not values:
+                raise ValueError(part)
+            choices += sorted(values, key=repr)
+            continue
+        interval = _INTERVAL.fullmatch(part)
+        if interval is None:
+            raise ValueError(part)
+        opening, low, high, closing = interval.groups()
+        low_value, high_value = _bound(low), _bound(high)
+        if (low_value is None and not low.startswith("-")) or (high_value is None and high.startswith("-")):
+            raise ValueError(part)  # inf as a lower end, -inf as an upper one
+        if low_value is not None and high_value is not None and low_value > high_value:
+            raise ValueError(part)
+        ranges.append((low_value, opening == "(", high_value, closing == ")"))
+    return Allowed(declaration, ranges=tuple(ranges), choices=tuple(choices))
+
+
+def allowed_values_of(notebook, chapter: str = "") -> dict[str, Allowed]:
+    """The declarations of the parameters cell: a trailing comment that opens with a range or
+    choices says which values a parameter takes, checked before any kernel starts::
+
+        sample_rows = 20000  # [0, inf) rows drawn from each corpus, 0 for all
+        spammer_share = 0.1  # [0, 1]
+        learning_rate = 5e-5  # (0, inf)
+        target_folds = 5  # {0} or [2, inf) folds of the test set, 0 to skip
+        text_column = "ActionFocusedText"  # {"ActionFocusedText", "OriginalText"}
+
+    A range is an interval, ``[`` and ``]`` including their end, ``(`` and ``)`` excluding it,
+    ``inf`` for no bound; choices are a Python set of literals; ``or`` joins several. For a
+    list parameter each element must be admitted. Text after the declaration is free, and so
+    is a comment that opens otherwise, or with a ``(`` that is no interval; one that opens
+    with ``[`` or ``{`` must parse, so that a typo cannot silently drop a check.
+
+    No ``=`` in these comments (hence no ``>=``): papermill reads each line of the cell as
+    ``name = value  # help`` and skips, with a warning, a line with a second ``=``.
+    """
+    source = _parameters_cell(notebook).source
+    cell = f"the parameters cell of chapter '{chapter}'" if chapter else "the parameters cell"
+    comments: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments.setdefault(token.start[0], token.string)
+    allowed = {}
+    for name, node in _assignments(source):
+        comment = next((comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments), "")
+        opening = comment.lstrip("#").lstrip()[:1]
+        if opening not in ("[", "{", "("):
+            continue
+        declaration = _DECLARATION.match(comment)
+        try:
+            if declaration is None or re.match(r"\s+or\b", comment[declaration.end():]):
+                raise ValueError(comment)  # none, or a part after "or" that is none
+            allowed[name] = _parse_allowed(declaration.group(1))
+        except ValueError:
+            if opening == "(":  # "(optional)" and the like: free text
+                continue
+            raise BookError(f"{cell} declares '{name}' as {comment.lstrip('#').strip()!r}, which is neither "
+                            f"a range nor choices: {_DECLARATION_HINT}") from None
+    return allowed
 
 
 def chapter_parameters(name: str) -> dict[str, Any]:
     return parameters_of(read_notebook(name))
+
+
+def chapter_allowed_values(name: str) -> dict[str, Allowed]:
+    return allowed_values_of(read_notebook(name), name)
 
 
 def parse_value(text: str) -> Any:
@@ -238,13 +390,38 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check names and types against the chapter's parameters cell; returns coerced values.
+def _check_allowed(name: str, key: str, value: Any, default: Any, allowed: Allowed) -> None:
+    items = value if isinstance(value, list) else [value]
+    bad = [item for item in items if not allowed.admits(item)]
+    if not bad:
+        return
+    if isinstance(value, list):
+        what, got = f"each element of parameter '{key}'", f"got {bad[0]!r} in {value!r}"
+        spelled = ",".join(map(str, default))
+    else:
+        what, got, spelled = f"parameter '{key}'", f"got {value!r}", str(default)
+    raise ParameterError(
+        f"{what} of chapter '{name}' must be {allowed}, {got} (the chapter's parameters cell declares "
+        f"`{key} = {default!r}  # {allowed.declaration}`). Pass a value that is {allowed}, "
+        f"e.g. the default: -p {key} {shlex.quote(spelled)}"
+    )
+
+
+def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str, Any] | None = None,
+                        allowed: dict[str, Allowed] | None = None) -> dict[str, Any]:
+    """Check names, types and declared ranges or choices against the chapter's parameters cell;
+    returns coerced values.
 
     String values from the command line are parsed (``"500"`` → 500) unless the
-    parameter is itself a string.
+    parameter is itself a string. Without ``defaults`` both the defaults and the
+    declarations (``allowed_values_of``) are read from the chapter; with ``defaults``
+    only the ``allowed`` given are checked.
     """
-    defaults = chapter_parameters(name) if defaults is None else defaults
+    if defaults is None:
+        notebook = read_notebook(name)
+        defaults = parameters_of(notebook)
+        allowed = allowed_values_of(notebook, name) if allowed is None else allowed
+    allowed = allowed or {}
     listing = "; ".join(f"{k} = {v!r} ({type(v).__name__})" for k, v in defaults.items())
     checked: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -262,6 +439,8 @@ def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str
                 f"parameter '{key}' of chapter '{name}' must be {type(default).__name__}, "
                 f"got {value!r} ({type(value).__name__}). Valid parameters: {listing}"
             )
+        if key in allowed:
+            _check_allowed(name, key, value, default, allowed[key])
         checked[key] = value
     return checked
 
@@ -341,8 +520,6 @@ def _failure_message(name: str, exc: Exception, failed_path: Path) -> str:
     cell = getattr(exc, "exec_count", None)
     trace = "\n".join(getattr(exc, "traceback", []) or [str(exc)])
     # strip ANSI colours from the kernel's traceback
-    import re
-
     trace = re.sub(r"\x1b\[[0-9;]*m", "", trace)
     return (
         f"chapter '{name}' failed at cell {cell}: {getattr(exc, 'ename', type(exc).__name__)}: "
@@ -465,9 +642,9 @@ def execute_chapter(
     nbformat, papermill = _book_module("nbformat"), _book_module("papermill")
 
     notebook = read_notebook(name)
-    defaults = parameters_of(notebook)
-    parameters = validate_parameters(name, profile_parameters(name, profile), defaults)
-    parameters.update(validate_parameters(name, overrides or {}, defaults))
+    defaults, allowed = parameters_of(notebook), allowed_values_of(notebook, name)
+    parameters = validate_parameters(name, profile_parameters(name, profile), defaults, allowed)
+    parameters.update(validate_parameters(name, overrides or {}, defaults, allowed))
     data = data_sha256s()
     key = cache_key(name, parameters, data)
     cached = cache_dir() / "book" / "chapters" / f"{name}-{key}.ipynb"
@@ -632,6 +809,8 @@ def build_book(
         c for c in chapters
         if only is None or c in only or (html and not (executed_dir() / f"{c}.ipynb").is_file())
     ]
+    for name in todo:  # a profile value out of its declared range fails now, not after earlier chapters ran
+        validate_parameters(name, profile_parameters(name, profile))
     runs = []
     try:
         for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
