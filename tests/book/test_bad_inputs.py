@@ -325,3 +325,59 @@ def test_a_declaration_that_does_not_parse_says_how_to_write_one(declared_book, 
     assert "the parameters cell of chapter 'declared' declares 'label'" in message
     assert "[0, inf) (0 or more), (0, inf) (more than 0) or [0, 1]" in message
     assert '{"binary", "multiclass"}' in message and "{0} or [2, inf)" in message
+
+
+def test_a_negative_sample_rows_is_refused_before_a_kernel_starts(monkeypatch):
+    from crowdlens.book import runner as book
+
+    def no_kernel(*args, **kwargs):
+        raise AssertionError("a kernel started")
+
+    monkeypatch.setattr(book, "execute_chapter", no_kernel)
+    result = runner.invoke(app, ["run", "data_tour", "-p", "sample_rows", "-5", "--no-html"])
+    assert result.exit_code == 1, result.output
+    assert "parameter 'sample_rows' of chapter 'data_tour' must be >= 0, got -5" in result.output
+    assert "-p sample_rows 20000" in result.output
+
+
+def test_every_profile_value_and_default_passes_its_chapters_declarations():
+    from crowdlens.book import runner as book
+
+    chapters = book.toc_chapters()
+    assert set(chapters) >= {"data_tour", "annotation", "training", "reddit_communities", "weibo_crowds"}
+    for name in chapters:
+        defaults, allowed = book.chapter_parameters(name), book.chapter_allowed_values(name)
+        assert allowed, f"chapter '{name}' declares no range or choices"
+        assert set(allowed) <= set(defaults)
+        book.validate_parameters(name, defaults, defaults, allowed)  # each default is inside its own declaration
+        for profile, chapters_of in book.PROFILES.items():
+            book.validate_parameters(name, chapters_of.get(name, {}), defaults, allowed)
+    for profile, chapters_of in book.PROFILES.items():
+        assert set(chapters_of) <= set(chapters), f"profile '{profile}' names a chapter the book does not have"
+
+
+def test_papermill_reads_every_parameter_of_the_chapters_despite_their_declarations():
+    # papermill skips, with "Passed unknown parameter", a parameters line holding a second "="
+    # (a ">=" or "0 = all" in its comment): the declarations avoid "=" altogether
+    from papermill.translators import PythonTranslator
+
+    from crowdlens.book import runner as book
+
+    for name in book.toc_chapters():
+        notebook = book.read_notebook(name)
+        cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+        assert [p.name for p in PythonTranslator.inspect(cell)] == list(book.parameters_of(notebook)), name
+
+
+def test_params_shows_the_declared_range_or_choices_of_each_parameter(monkeypatch):
+    from crowdlens import cli
+
+    monkeypatch.setattr(cli.console, "width", 200)  # one line a row: the assertions read whole cells
+    result = runner.invoke(app, ["params", "training"])
+    assert result.exit_code == 0, result.output
+    assert "allowed" in result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert "one of 'ActionFocusedText', 'OriginalText'" in rows["text_column"]
+    assert "0 or >= 2" in rows["target_folds"] and "> 0" in rows["learning_rate"]
+    assert "each one of 'binary', 'multiclass'" in rows["target_tasks"]
+    assert rows["encoder_model"].split("│")[4].strip() == ""  # a hub id: no closed set
