@@ -587,6 +587,10 @@ def _kill_live_kernels() -> None:
     for manager in list(_LIVE_KERNELS):
         provisioner = getattr(manager, "provisioner", None)
         pgid, pid = getattr(provisioner, "pgid", None), getattr(provisioner, "pid", None)
+        process = getattr(provisioner, "process", None)
+        if process is not None and process.poll() is not None:  # gone (crashed): its group id may be reused
+            _LIVE_KERNELS.discard(manager)
+            continue
         try:
             if pgid and pgid != os.getpgrp():
                 os.killpg(pgid, signal.SIGKILL)
