@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
-from rich.table import Table as RichTable
+from rich.table import Column, Table as RichTable
 
 from crowdlens.book import runner
 from crowdlens.data import DataError, check, data_dir
@@ -27,6 +27,16 @@ def _fail(message: str, code: int = 1):
     # the message is printed as it is: a pandas error's "[columns]" or a chapter name "[/x]" is text, not markup
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+#: The exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED_EXIT = 130
+
+
+def _interrupted(exc: KeyboardInterrupt):
+    message = str(exc) if isinstance(exc, runner.Interrupted) else str(runner.Interrupted())
+    err_console.print(escape(message), highlight=False, soft_wrap=True)
+    raise typer.Exit(INTERRUPTED_EXIT)
 
 
 def parse_param_args(args: list[str]) -> dict[str, str]:
@@ -61,6 +71,8 @@ def book(
         runs = runner.build_book(profile=profile, only=only or None, force=force, html=not no_html)
     except runner.BookError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     for run in runs:
         console.print(f"{run.name}: {'cached' if run.cached else 'executed'} in {run.seconds:.1f} s", markup=False)
     if not no_html:
@@ -86,6 +98,8 @@ def run(
                                  force=force, html=not no_html)
     except runner.BookError as exc:
         _fail(str(exc))
+    except KeyboardInterrupt as exc:
+        _interrupted(exc)
     for run_ in runs:
         console.print(f"{run_.name}: {'cached' if run_.cached else 'executed'} in {run_.seconds:.1f} s "
                       f"with {run_.parameters}", markup=False)
@@ -93,14 +107,18 @@ def run(
 
 @app.command()
 def params(chapter: str = typer.Argument(..., metavar="CHAPTER", help="chapter name")):
-    """List a chapter's parameters, their defaults and each profile's values."""
+    """List a chapter's parameters, their defaults, the values they allow and each profile's values."""
     try:
-        defaults = runner.chapter_parameters(chapter)
+        defaults, allowed = runner.chapter_parameters(chapter), runner.chapter_allowed_values(chapter)
     except runner.BookError as exc:
         _fail(str(exc))
-    table = RichTable("parameter", "type", "default", *runner.PROFILES)
+    # the declared range or choices, folded rather than cut off in a narrow terminal
+    table = RichTable("parameter", "type", "default", Column("allowed", overflow="fold"), *runner.PROFILES)
     for name, default in defaults.items():
-        table.add_row(*map(Text, [name, type(default).__name__, repr(default),
+        rule = str(allowed[name]) if name in allowed else ""
+        if rule and isinstance(default, list):
+            rule = "each " + rule
+        table.add_row(*map(Text, [name, type(default).__name__, repr(default), rule,
                                   *[repr(runner.PROFILES[p].get(chapter, {}).get(name, default)) for p in runner.PROFILES]]))
     console.print(table)
 

@@ -6,22 +6,35 @@ data sha256s, package versions, git commit, start/end time) in its notebook
 metadata, and ``write_provenance_page`` gathers them into an appendix page.
 A chapter whose source, parameters, ``crowdlens`` code and data are unchanged
 is taken from the cache instead of being run again.
+
+The book is the checkout's ``chapters/`` and ``book/``; ``CROWDLENS_BOOK_ROOT`` points the
+runner at another folder holding those two (the tests' tiny books, run as a subprocess).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import datetime as dt
 import hashlib
 import importlib
 import importlib.metadata
+import io
 import json
 import os
 import platform
+import re
+import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+import tokenize
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +93,21 @@ class ChapterFailed(BookError):
         super().__init__(message)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a build or a run, with the one line to tell the user.
+
+    Still a KeyboardInterrupt, so that ``except Exception`` in a caller does not swallow it.
+    """
+
+    def __init__(self, chapter: str | None = None):
+        self.chapter = chapter
+        where = (f"chapter '{chapter}' stopped before it finished and nothing of it was kept"
+                 if chapter else "the build stopped")
+        resume = f" from '{chapter}'" if chapter else ""
+        super().__init__(f"interrupted: {where}; chapters that finished are kept in the cache, "
+                         f"so the next run resumes{resume}")
+
+
 #: How to get what the runner needs beyond the library (the ``book`` extra of pyproject.toml).
 BOOK_EXTRA = "pip install 'crowdlens[book]' (`make setup` installs it)"
 
@@ -95,6 +123,13 @@ def _book_module(name: str):
 # Layout ------------------------------------------------------------------------------
 
 def _root() -> Path:
+    env = os.environ.get("CROWDLENS_BOOK_ROOT")
+    if env:  # another book (a test's tiny one); only chapters/ and book/ move, the code stays this checkout's
+        root = Path(env).expanduser()
+        if not (root / "chapters").is_dir():
+            raise BookError(f"CROWDLENS_BOOK_ROOT={env} has no chapters/ folder: point it at a folder holding "
+                            f"chapters/ and book/, or unset it to use the checkout's book")
+        return root
     root = project_root()
     if root is None:
         raise BookError("the book runner needs the CrowdLens source checkout (chapters/ and book/)")
@@ -152,22 +187,170 @@ def read_notebook(name: str):
     return _book_module("jupytext").read(chapter_source(name))
 
 
-def parameters_of(notebook) -> dict[str, Any]:
-    """Defaults of the cell tagged ``parameters``: ``name = <literal>`` lines."""
+def _parameters_cell(notebook):
     for cell in notebook.cells:
         if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            defaults: dict[str, Any] = {}
-            for node in ast.parse(cell.source).body:
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                    defaults[node.targets[0].id] = ast.literal_eval(node.value)
-                elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-                    defaults[node.target.id] = ast.literal_eval(node.value)
-            return defaults
+            return cell
     raise BookError("the chapter has no code cell tagged 'parameters'")
+
+
+def _assignments(source: str):
+    """``(name, node)`` of each ``name = <literal>`` (or ``name: type = <literal>``) statement."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            yield node.targets[0].id, node
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            yield node.target.id, node
+
+
+def parameters_of(notebook) -> dict[str, Any]:
+    """Defaults of the cell tagged ``parameters``: ``name = <literal>`` lines."""
+    return {name: ast.literal_eval(node.value) for name, node in _assignments(_parameters_cell(notebook).source)}
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The values a parameter's declaration admits (each element's, for a list parameter).
+
+    ``ranges`` are intervals ``(low, low_open, high, high_open)``, a bound None when unbounded;
+    ``choices`` single values; a value is admitted by any of them. ``declaration`` is the text
+    as the parameters cell writes it.
+    """
+
+    declaration: str
+    ranges: tuple = ()
+    choices: tuple = ()
+
+    def admits(self, value: Any) -> bool:
+        if any(_same(value, choice) for choice in self.choices):
+            return True
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return any((low is None or (value > low if low_open else value >= low))
+                   and (high is None or (value < high if high_open else value <= high))
+                   for low, low_open, high, high_open in self.ranges)
+
+    def __str__(self) -> str:
+        words = []
+        if len(self.choices) == 1:
+            words.append(repr(self.choices[0]))
+        elif self.choices:
+            words.append("one of " + ", ".join(map(repr, self.choices)))
+        for low, low_open, high, high_open in self.ranges:
+            if high is None:
+                words.append(f"{'>' if low_open else '>='} {low!r}" if low is not None else "any number")
+            elif low is None:
+                words.append(f"{'<' if high_open else '<='} {high!r}")
+            else:
+                words.append(f"in {'(' if low_open else '['}{low!r}, {high!r}{')' if high_open else ']'}")
+        return " or ".join(words)
+
+
+def _same(value: Any, choice: Any) -> bool:
+    def number(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+    if number(value) and number(choice):
+        return value == choice
+    return type(value) is type(choice) and value == choice
+
+
+_DECLARATION_HINT = ("write a range such as [0, inf) (0 or more), (0, inf) (more than 0) or [0, 1], "
+                     'choices such as {"binary", "multiclass"}, or both joined by or: {0} or [2, inf)')
+_DECLARATION_PART = r"\{[^}]*\}|[\[(][^\])]*[\])]"
+_DECLARATION = re.compile(rf"#\s*((?:{_DECLARATION_PART})(?:\s+or\s+(?:{_DECLARATION_PART}))*)(?=\s|$)")
+_INTERVAL = re.compile(r"([\[(])\s*([^,\s]+)\s*,\s*([^\])\s]+)\s*([\])])")
+
+
+def _bound(text: str) -> int | float | None:
+    """A number of an interval; None for ``inf`` or ``-inf``, an unbounded end."""
+    if text.lstrip("+-") == "inf":
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(text)
+    return value
+
+
+def _parse_allowed(declaration: str) -> Allowed:
+    """``Allowed`` of a declaration; ValueError when it does not parse."""
+    ranges, choices = [], []
+    for part in re.split(r"\s+or\s+", declaration):
+        if part.startswith("{"):
+            try:
+                values = ast.literal_eval(part)
+            except (ValueError, SyntaxError):
+                raise ValueError(part) from None
+            if not isinstance(values, set) or not values:
+                raise ValueError(part)
+            choices += sorted(values, key=repr)
+            continue
+        interval = _INTERVAL.fullmatch(part)
+        if interval is None:
+            raise ValueError(part)
+        opening, low, high, closing = interval.groups()
+        low_value, high_value = _bound(low), _bound(high)
+        if (low_value is None and not low.startswith("-")) or (high_value is None and high.startswith("-")):
+            raise ValueError(part)  # inf as a lower end, -inf as an upper one
+        if low_value is not None and high_value is not None and low_value > high_value:
+            raise ValueError(part)
+        ranges.append((low_value, opening == "(", high_value, closing == ")"))
+    return Allowed(declaration, ranges=tuple(ranges), choices=tuple(choices))
+
+
+def allowed_values_of(notebook, chapter: str = "") -> dict[str, Allowed]:
+    """The declarations of the parameters cell: a trailing comment that opens with a range or
+    choices says which values a parameter takes, checked before any kernel starts::
+
+        sample_rows = 20000  # [0, inf) rows drawn from each corpus, 0 for all
+        spammer_share = 0.1  # [0, 1]
+        learning_rate = 5e-5  # (0, inf)
+        target_folds = 5  # {0} or [2, inf) folds of the test set, 0 to skip
+        text_column = "ActionFocusedText"  # {"ActionFocusedText", "OriginalText"}
+
+    A range is an interval, ``[`` and ``]`` including their end, ``(`` and ``)`` excluding it,
+    ``inf`` for no bound; choices are a Python set of literals; ``or`` joins several. For a
+    list parameter each element must be admitted. Text after the declaration is free, and so
+    is a comment that opens otherwise, or with a ``(`` that is no interval; one that opens
+    with ``[`` or ``{`` must parse, so that a typo cannot silently drop a check.
+
+    No ``=`` in these comments (hence no ``>=``): papermill reads each line of the cell as
+    ``name = value  # help`` and skips, with a warning, a line with a second ``=``.
+    """
+    source = _parameters_cell(notebook).source
+    cell = f"the parameters cell of chapter '{chapter}'" if chapter else "the parameters cell"
+    comments: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments.setdefault(token.start[0], token.string)
+    allowed = {}
+    for name, node in _assignments(source):
+        comment = next((comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments), "")
+        opening = comment.lstrip("#").lstrip()[:1]
+        if opening not in ("[", "{", "("):
+            continue
+        declaration = _DECLARATION.match(comment)
+        try:
+            if declaration is None or re.match(r"\s+or\b", comment[declaration.end():]):
+                raise ValueError(comment)  # none, or a part after "or" that is none
+            allowed[name] = _parse_allowed(declaration.group(1))
+        except ValueError:
+            if opening == "(":  # "(optional)" and the like: free text
+                continue
+            raise BookError(f"{cell} declares '{name}' as {comment.lstrip('#').strip()!r}, which is neither "
+                            f"a range nor choices: {_DECLARATION_HINT}") from None
+    return allowed
 
 
 def chapter_parameters(name: str) -> dict[str, Any]:
     return parameters_of(read_notebook(name))
+
+
+def chapter_allowed_values(name: str) -> dict[str, Allowed]:
+    return allowed_values_of(read_notebook(name), name)
 
 
 def parse_value(text: str) -> Any:
@@ -207,13 +390,38 @@ def _type_ok(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Check names and types against the chapter's parameters cell; returns coerced values.
+def _check_allowed(name: str, key: str, value: Any, default: Any, allowed: Allowed) -> None:
+    items = value if isinstance(value, list) else [value]
+    bad = [item for item in items if not allowed.admits(item)]
+    if not bad:
+        return
+    if isinstance(value, list):
+        what, got = f"each element of parameter '{key}'", f"got {bad[0]!r} in {value!r}"
+        spelled = ",".join(map(str, default))
+    else:
+        what, got, spelled = f"parameter '{key}'", f"got {value!r}", str(default)
+    raise ParameterError(
+        f"{what} of chapter '{name}' must be {allowed}, {got} (the chapter's parameters cell declares "
+        f"`{key} = {default!r}  # {allowed.declaration}`). Pass a value that is {allowed}, "
+        f"e.g. the default: -p {key} {shlex.quote(spelled)}"
+    )
+
+
+def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str, Any] | None = None,
+                        allowed: dict[str, Allowed] | None = None) -> dict[str, Any]:
+    """Check names, types and declared ranges or choices against the chapter's parameters cell;
+    returns coerced values.
 
     String values from the command line are parsed (``"500"`` → 500) unless the
-    parameter is itself a string.
+    parameter is itself a string. Without ``defaults`` both the defaults and the
+    declarations (``allowed_values_of``) are read from the chapter; with ``defaults``
+    only the ``allowed`` given are checked.
     """
-    defaults = chapter_parameters(name) if defaults is None else defaults
+    if defaults is None:
+        notebook = read_notebook(name)
+        defaults = parameters_of(notebook)
+        allowed = allowed_values_of(notebook, name) if allowed is None else allowed
+    allowed = allowed or {}
     listing = "; ".join(f"{k} = {v!r} ({type(v).__name__})" for k, v in defaults.items())
     checked: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -231,6 +439,8 @@ def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str
                 f"parameter '{key}' of chapter '{name}' must be {type(default).__name__}, "
                 f"got {value!r} ({type(value).__name__}). Valid parameters: {listing}"
             )
+        if key in allowed:
+            _check_allowed(name, key, value, default, allowed[key])
         checked[key] = value
     return checked
 
@@ -310,8 +520,6 @@ def _failure_message(name: str, exc: Exception, failed_path: Path) -> str:
     cell = getattr(exc, "exec_count", None)
     trace = "\n".join(getattr(exc, "traceback", []) or [str(exc)])
     # strip ANSI colours from the kernel's traceback
-    import re
-
     trace = re.sub(r"\x1b\[[0-9;]*m", "", trace)
     return (
         f"chapter '{name}' failed at cell {cell}: {getattr(exc, 'ename', type(exc).__name__)}: "
@@ -321,6 +529,105 @@ def _failure_message(name: str, exc: Exception, failed_path: Path) -> str:
     )
 
 
+def _run_tag() -> str:
+    """``host--pid``: names this run's work folder, so that a later run can tell a dead run's leftovers."""
+    return f"{socket.gethostname().replace('--', '-')}--{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _sweep_dead_runs(work: Path) -> None:
+    """Remove the work folders of runs on this host whose process is gone (killed, or the machine
+    stopped); a live run's folder, or another host's sharing this cache, is left alone."""
+    host = socket.gethostname().replace("--", "-")
+    for folder in work.glob("*--*--*--*"):
+        try:
+            _, folder_host, pid, _ = folder.name.rsplit("--", 3)
+            if folder.is_dir() and folder_host == host and not _pid_alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+        except ValueError:
+            continue
+
+
+#: Kernels this process started and has not yet shut down; Ctrl-C kills them outright.
+_LIVE_KERNELS: "weakref.WeakSet" = weakref.WeakSet()
+_KERNEL_MANAGER = None
+
+
+def _kernel_manager_class():
+    """jupyter_client's AsyncKernelManager (papermill's default), remembering the kernels it starts."""
+    global _KERNEL_MANAGER
+    if _KERNEL_MANAGER is None:
+        manager = _book_module("jupyter_client.manager")
+
+        class TrackedKernelManager(manager.AsyncKernelManager):
+            async def start_kernel(self, **kwargs):
+                _LIVE_KERNELS.add(self)
+                return await super().start_kernel(**kwargs)
+
+            async def shutdown_kernel(self, now: bool = False, restart: bool = False):
+                _LIVE_KERNELS.discard(self)
+                return await super().shutdown_kernel(now=now, restart=restart)
+
+        _KERNEL_MANAGER = TrackedKernelManager
+    return _KERNEL_MANAGER
+
+
+def _kill_live_kernels() -> None:
+    """SIGKILL the process group of every kernel this process started (each kernel has its own
+    session, so its group never holds this process); a kernel already gone is skipped."""
+    for manager in list(_LIVE_KERNELS):
+        provisioner = getattr(manager, "provisioner", None)
+        pgid, pid = getattr(provisioner, "pgid", None), getattr(provisioner, "pid", None)
+        process = getattr(provisioner, "process", None)
+        if process is not None and process.poll() is not None:  # gone (crashed): its group id may be reused
+            _LIVE_KERNELS.discard(manager)
+            continue
+        try:
+            if pgid and pgid != os.getpgrp():
+                os.killpg(pgid, signal.SIGKILL)
+            elif pid:
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _LIVE_KERNELS.discard(manager)
+
+
+@contextlib.contextmanager
+def _ctrl_c_kills_the_kernel(pressed: list):
+    """On Ctrl-C, kill the kernel first (and note it in ``pressed``), then raise KeyboardInterrupt
+    as before.
+
+    Left to itself, nbclient shuts a busy kernel down gracefully: the kernel's late reply on a
+    socket already closed printed a ZMQError traceback, and the shutdown waited seconds. A
+    process that ignores SIGINT (nohup, a background job) or a thread other than the main one
+    keeps its own handling.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        pressed.append(time.time())
+        _kill_live_kernels()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def execute_chapter(
     name: str,
     profile: str = "quick",
@@ -328,13 +635,20 @@ def execute_chapter(
     force: bool = False,
     progress: bool = True,
 ) -> ChapterRun:
-    """Execute one chapter with papermill (profile parameters, then ``overrides``) unless cached."""
+    """Execute one chapter with papermill (profile parameters, then ``overrides``) unless cached.
+
+    Each run works in its own folder under ``<cache>/book/work`` (removed when the run ends),
+    so two runs of one chapter at once never read each other's notebooks; the cache entry is
+    written, atomically, from this run's own executed notebook under the key of its own
+    parameters. Ctrl-C kills the kernel and raises :class:`Interrupted`; nothing of the
+    interrupted chapter is kept.
+    """
     nbformat, papermill = _book_module("nbformat"), _book_module("papermill")
 
     notebook = read_notebook(name)
-    defaults = parameters_of(notebook)
-    parameters = validate_parameters(name, profile_parameters(name, profile), defaults)
-    parameters.update(validate_parameters(name, overrides or {}, defaults))
+    defaults, allowed = parameters_of(notebook), allowed_values_of(notebook, name)
+    parameters = validate_parameters(name, profile_parameters(name, profile), defaults, allowed)
+    parameters.update(validate_parameters(name, overrides or {}, defaults, allowed))
     data = data_sha256s()
     key = cache_key(name, parameters, data)
     cached = cache_dir() / "book" / "chapters" / f"{name}-{key}.ipynb"
@@ -345,38 +659,50 @@ def execute_chapter(
             shutil.copyfile(cached, tmp)
         return ChapterRun(name, target, True, time.time() - started, parameters)
 
-    work = cache_dir() / "book" / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    source_nb = work / f"{name}.source.ipynb"
-    nbformat.write(notebook, source_nb)
-    output_nb = work / f"{name}.executed.ipynb"
-    start_time = dt.datetime.now(dt.timezone.utc)
-    commit = git_commit()  # the code that runs, even if the checkout moves during a long run
-    executed_dir().mkdir(parents=True, exist_ok=True)
-    # the kernel inherits these: library progress bars and warnings belong in a
-    # terminal, not in the printed book (chapters pass progress=False to their own)
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # tqdm.auto warns at import when ipywidgets is absent; the chapters draw no widgets
-    os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+    work_root = cache_dir() / "book" / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    _sweep_dead_runs(work_root)
+    work = Path(tempfile.mkdtemp(prefix=f"{name}--{_run_tag()}--", dir=work_root))
     try:
-        papermill.execute_notebook(
-            str(source_nb),
-            str(output_nb),
-            parameters=parameters,
-            kernel_name="python3",
-            progress_bar=progress,
-            cwd=str(executed_dir()),
-        )
-    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-        failed = book_dir() / "_failed" / f"{name}.ipynb"
-        failed.parent.mkdir(parents=True, exist_ok=True)
-        if output_nb.exists():
-            shutil.copyfile(output_nb, failed)
-        raise ChapterFailed(name, _failure_message(name, exc, failed), failed) from exc
-    end_time = dt.datetime.now(dt.timezone.utc)
-    executed = nbformat.read(output_nb, as_version=4)
+        source_nb, output_nb = work / "source.ipynb", work / "executed.ipynb"
+        nbformat.write(notebook, source_nb)
+        start_time = dt.datetime.now(dt.timezone.utc)
+        commit = git_commit()  # the code that runs, even if the checkout moves during a long run
+        executed_dir().mkdir(parents=True, exist_ok=True)
+        # the kernel inherits these: library progress bars and warnings belong in a
+        # terminal, not in the printed book (chapters pass progress=False to their own)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        # tqdm.auto warns at import when ipywidgets is absent; the chapters draw no widgets
+        os.environ.setdefault("PYTHONWARNINGS", "ignore:IProgress not found")
+        pressed: list = []
+        try:
+            with _ctrl_c_kills_the_kernel(pressed):
+                papermill.execute_notebook(
+                    str(source_nb),
+                    str(output_nb),
+                    parameters=parameters,
+                    kernel_name="python3",
+                    progress_bar=progress,
+                    cwd=str(executed_dir()),
+                    kernel_manager_class=_kernel_manager_class(),
+                )
+        except KeyboardInterrupt:
+            _kill_live_kernels()  # one still starting when Ctrl-C came
+            raise Interrupted(name) from None
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+            if pressed:  # the kernel killed by Ctrl-C, reported as a dead kernel rather than the interrupt
+                raise Interrupted(name) from None
+            failed = book_dir() / "_failed" / f"{name}.ipynb"
+            if output_nb.exists():
+                with atomic_path(failed, suffix=".ipynb") as tmp:
+                    shutil.copyfile(output_nb, tmp)
+            raise ChapterFailed(name, _failure_message(name, exc, failed), failed) from exc
+        end_time = dt.datetime.now(dt.timezone.utc)
+        executed = nbformat.read(output_nb, as_version=4)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     for cell in executed.cells:  # say in the book where the injected values came from
         if "injected-parameters" in cell.metadata.get("tags", []):
             cell.source = cell.source.replace(
@@ -395,13 +721,13 @@ def execute_chapter(
         "seconds": round((end_time - start_time).total_seconds(), 1),
         "cache_key": key,
     }
+    # both from this run's notebook in memory: a concurrent run may be replacing a file at any moment
     with atomic_path(cached, suffix=".ipynb") as tmp:
         nbformat.write(executed, tmp)
     with atomic_path(target, suffix=".ipynb") as tmp:
-        shutil.copyfile(cached, tmp)
+        nbformat.write(executed, tmp)
     failed = book_dir() / "_failed" / f"{name}.ipynb"
-    if failed.exists():
-        failed.unlink()
+    failed.unlink(missing_ok=True)
     return ChapterRun(name, target, False, time.time() - started, parameters)
 
 
@@ -487,10 +813,18 @@ def build_book(
         c for c in chapters
         if only is None or c in only or (html and not (executed_dir() / f"{c}.ipynb").is_file())
     ]
+    for name in todo:  # a profile value out of its declared range fails now, not after earlier chapters ran
+        validate_parameters(name, profile_parameters(name, profile))
     runs = []
-    for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
-        runs.append(execute_chapter(name, profile, overrides.get(name), force=force and (only is None or name in only), progress=progress))
-    write_provenance_page(chapters)
-    if html:
-        build_html(quiet=not progress)
+    try:
+        for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):
+            runs.append(execute_chapter(name, profile, overrides.get(name),
+                                        force=force and (only is None or name in only), progress=progress))
+        write_provenance_page(chapters)
+        if html:
+            build_html(quiet=not progress)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:  # between chapters, or in the HTML build: finished chapters are cached
+        raise Interrupted() from None
     return runs
