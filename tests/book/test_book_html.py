@@ -127,3 +127,43 @@ def test_api_reference_documents_every_layer_from_the_docstrings():
         assert f'id="{documented}"' in text, documented
     assert "Used in the training chapter" in text  # docstrings, not only signatures
 
+
+
+def _output_tables_and_texts(page: Path):
+    """The executed cells' outputs of a built page: (tables as header → cells, plain text)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    outputs = soup.select("div.cell_output")
+    tables = []
+    for table in (t for output in outputs for t in output.find_all("table")):
+        rows = [[cell.get_text(" ", strip=True) for cell in row.find_all(["th", "td"])] for row in table.find_all("tr")]
+        if rows:
+            header = rows[0]
+            tables.append({name: [row[i] for row in rows[1:] if i < len(row)] for i, name in enumerate(header)})
+    return tables, "\n".join(output.get_text(" ", strip=True) for output in outputs)
+
+
+def test_the_built_book_shows_only_pseudonymised_authors_and_masked_weibo_mentions():
+    from crowdlens.crowd_response.replies import MENTION
+    from crowdlens.data.pseudonym import NOT_PEOPLE, PSEUDONYM_PATTERN
+
+    import re
+
+    chapters = sorted((HTML / "chapters").glob("*.html"))
+    assert chapters, "no built chapter pages"
+    raw_authors, unmasked = [], []
+    author_cells = 0
+    for page in chapters:
+        tables, text = _output_tables_and_texts(page)
+        for table in tables:
+            for column, cells in table.items():
+                if column.lower() not in ("author", "user", "replier"):
+                    continue
+                for cell in cells:
+                    author_cells += 1
+                    if cell and cell not in NOT_PEOPLE and not re.fullmatch(PSEUDONYM_PATTERN, cell):
+                        raw_authors.append(f"{page.name}: {column} = {cell[:3]}…")  # never print the name
+        if page.stem == "weibo_crowds":  # Weibo texts: every @name is masked before it is shown
+            unmasked += [f"{page.name}: {m[:2]}…" for m in MENTION.findall(text) if m != "@某用户"]
+    assert raw_authors == [] and unmasked == []
