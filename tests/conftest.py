@@ -120,3 +120,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("book") is not None:  # the marker, not the tests/book folder
             item.add_marker(skip)
+
+
+#: The front matter of a hand-made MyST chapter, as jupytext writes the book's chapters.
+MYST_HEADER = """\
+---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+

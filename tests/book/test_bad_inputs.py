@@ -58,6 +58,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from conftest import MYST_HEADER
+
 import nbformat
 import pytest
 
@@ -65,17 +67,7 @@ LIB = Path(__file__).resolve().parents[2] / "lib"
 
 # the kernel inherits the run's environment: SLEEPY_MARKER gets the kernel's pid once the cell
 # runs; the cell then waits, up to `pause` seconds, for the file SLEEPY_RELEASE
-SLEEPY = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
+SLEEPY = MYST_HEADER + """\
 
 # Sleepy
 
@@ -230,17 +222,7 @@ def test_two_runs_of_one_chapter_at_once_each_cache_their_own_parameters(sleepy_
 
 # Ranges and choices declared beside each parameter in the parameters cell, checked before a kernel starts.
 
-DECLARED = """\
----
-jupytext:
-  text_representation:
-    extension: .md
-    format_name: myst
-kernelspec:
-  display_name: Python 3
-  language: python
-  name: python3
----
+DECLARED = MYST_HEADER + """\
 
 # Declared
 

@@ -8,21 +8,12 @@ import textwrap
 
 import nbformat
 import pytest
+from conftest import MYST_HEADER
 
 from crowdlens.book import runner as book
 
-CHAPTER = textwrap.dedent(
+CHAPTER = MYST_HEADER + textwrap.dedent(
     """\
-    ---
-    jupytext:
-      text_representation:
-        extension: .md
-        format_name: myst
-    kernelspec:
-      display_name: Python 3
-      language: python
-      name: python3
-    ---
 
     # {title}
 

@@ -153,22 +153,16 @@ def test_fetch_refused_connections_stops_at_the_first_error_within_seconds(tmp_p
     assert "stopped at this first failure" in str(error)
 
 
-def test_fetch_reset_connections_stops_at_the_first_error_and_cancels_pending_downloads(tmp_path, tcp_server):
-    server = tcp_server("reset")
+@pytest.mark.parametrize("behaviour, bound", [("reset", 3), ("silent", 4)],
+                         ids=["reset_connections_stop_at_the_first_error_and_cancel_pending_downloads",
+                              "a_server_that_never_answers_stops_within_the_timeout"])
+def test_fetch_from_a_bad_server(tmp_path, tcp_server, behaviour, bound):
+    server = tcp_server(behaviour)
     manifest = many_files_manifest(tmp_path / "sources.csv", server.url)
     error, seconds = timed_fetch(manifest, tmp_path / "data", timeout=1.0)
-    assert seconds < 3, f"first error after {seconds:.2f} s"
+    assert seconds < bound, f"first error after {seconds:.2f} s"
     assert_offline_advice(str(error))
     # 8 workers: about one connection each before the stop, never one per file
-    assert server.accepted <= FILES // 3, f"{server.accepted} connections for {FILES} files"
-
-
-def test_fetch_from_a_server_that_never_answers_stops_within_the_timeout(tmp_path, tcp_server):
-    server = tcp_server("silent")
-    manifest = many_files_manifest(tmp_path / "sources.csv", server.url)
-    error, seconds = timed_fetch(manifest, tmp_path / "data", timeout=1.0)
-    assert seconds < 4, f"first error after {seconds:.2f} s"
-    assert_offline_advice(str(error))
     assert server.accepted <= FILES // 3, f"{server.accepted} connections for {FILES} files"
 
 
