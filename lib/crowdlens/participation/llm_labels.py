@@ -296,19 +296,15 @@ def _one_gpu(config):
 
 
 def _merge_into_half_precision(trainer, model: str | Path, device: str, adapter_dir: Path):
-    """QLoRA's last step: the adapters trained on the 4-bit base, merged into the base
-    loaded in half precision (merging into 4-bit weights would round them once more)."""
-    import gc
-
-    import torch
+    """QLoRA's last step: the adapters trained on the 4-bit base, merged into the base in
+    half precision (merging into 4-bit weights would round them once more). The merge runs
+    in CPU memory: the GPU still holds the 4-bit model, and adding B·A to each weight is
+    no work worth a GPU."""
     from peft import PeftModel
 
-    trainer.model.save_pretrained(adapter_dir)
-    trainer.model = trainer.model_wrapped = None
-    gc.collect()
-    torch.cuda.empty_cache()  # the 4-bit copy's memory, before the half-precision base loads
-    _, base = _load(model, device)
-    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    trainer.model.save_pretrained(adapter_dir)  # the adapters only
+    _, base = _load(model, "cpu")
+    return PeftModel.from_pretrained(base.to(mixed_precision(device)), adapter_dir).merge_and_unload()
 
 
 def sft(texts: Sequence[str], labels: Sequence[str], model: str = "smollm2", lora_rank: int = 8, epochs: int = 1,
