@@ -7,6 +7,7 @@ import csv
 import functools
 import hashlib
 import http.server
+import json
 import os
 import threading
 from pathlib import Path
@@ -108,6 +109,83 @@ def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("CROWDLENS_CACHE", str(cache))
     return cache
+
+
+# Devices -----------------------------------------------------------------------------
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+#: The devices a model test runs on: always the CPU; CUDA and MPS where this machine has them.
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+        not _cuda_available(), reason="needs a CUDA GPU: PyTorch sees none on this machine")]),
+    pytest.param("mps", id="mps", marks=pytest.mark.skipif(
+        not _mps_available(), reason="needs Apple's MPS backend: PyTorch sees none on this machine")),
+]
+
+#: A chat template simple enough for a tokenizer that has none (the tiny models' BERT tokenizer).
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+                      "{% if add_generation_prompt %}answer:{% endif %}")
+
+
+def _tiny_tokenizer(folder: Path):
+    """The offline MiniLM tokenizer with an end token and a chat template, saved in ``folder``."""
+    from crowdlens.core.hub import load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    tokenizer.eos_token = tokenizer.sep_token
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    # no token_type_ids: a causal LM takes none (an init argument, so it goes in the saved config)
+    config_file = folder / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["model_input_names"] = ["input_ids", "attention_mask"]
+    config_file.write_text(json.dumps(config))
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(tmp_path_factory) -> str:
+    """A randomly initialised two-layer Llama (hidden size 32) with the MiniLM vocabulary,
+    saved as a model folder: loads and trains in well under a second."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = _tiny_tokenizer(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.cls_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> str:
+    """A randomly initialised two-layer BERT (hidden size 32) with the MiniLM vocabulary."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = _tiny_tokenizer(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                        num_attention_heads=4, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -65,3 +65,13 @@ def test_the_book_and_the_tests_are_extras_that_make_installs():
 def test_the_licence_is_an_spdx_expression():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["license"] == "MIT"  # a string, not the deprecated {text = ...} table
+
+
+def test_the_cuda_extra_carries_bitsandbytes_and_the_library_does_not():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "bitsandbytes" in {normalise(r)[0] for r in project["optional-dependencies"]["cuda"]}
+    assert "bitsandbytes" not in {normalise(r)[0] for r in project["dependencies"]}
+    # the library's refusal names the install command of this extra
+    from crowdlens.core.device import CUDA_EXTRA
+
+    assert CUDA_EXTRA == "pip install 'crowdlens[cuda]'"

@@ -20,17 +20,17 @@ from crowdlens.participation.llm_labels import LLMAnnotator, LMLabelScorer
 # each with parameters other than its defaults, so that clone must carry them over
 ESTIMATORS = [
     TfidfLogReg(C=1.5, min_df=1, seed=3),
-    CentroidClassifier(model="minilm", temperature=0.1, cache_embeddings=False),
+    CentroidClassifier(model="minilm", temperature=0.1, cache_embeddings=False, device="cpu"),
     DictionaryRule(words=["protest", "rally"]),
-    EncoderClassifier("minilm", max_length=64, epochs=1, checkpoint_dir="checkpoints", progress=False),
+    EncoderClassifier("minilm", max_length=64, epochs=1, checkpoint_dir="checkpoints", progress=False, device="cpu"),
     ChineseTextClassifier(features="chars", C=1.0),
     LexiconEmotion(),
     PriorDistribution(),
     KNNDistribution(k=5),
     SoftmaxRegression(alpha=(0.1, 1.0), epochs=10),
-    LMLabelScorer("smollm2", batch_size=2),
-    LLMAnnotator("smollm2", calibrate=False, max_chars=200),
-    ReplyModel("smollm2", adapter="mixture", target_modules=["q_proj"], steps=3),
+    LMLabelScorer("smollm2", batch_size=2, device="cpu"),
+    LLMAnnotator("smollm2", calibrate=False, max_chars=200, device="cuda:1"),
+    ReplyModel("smollm2", adapter="mixture", target_modules=["q_proj"], steps=3, device="mps", load_in_4bit=True),
 ]
 
 
@@ -61,3 +61,13 @@ def test_invalid_parameters_are_refused_when_fitting():
         ChineseTextClassifier(features="pinyin").fit(["一", "二"], ["happy", "sad"])
     with pytest.raises(ValueError, match="adapter must be one of"):
         ReplyModel(adapter="prefix").fit(np.array([]))
+
+
+@pytest.mark.parametrize("estimator", [EncoderClassifier(device="gpu", progress=False), LMLabelScorer(device="gpu"),
+                                       LLMAnnotator(device="gpu"), CentroidClassifier(device="gpu")],
+                         ids=lambda e: type(e).__name__)
+def test_the_device_is_stored_as_given_and_resolved_when_fitting(estimator):
+    assert estimator.device == "gpu"  # __init__ checks nothing (scikit-learn's convention)
+    assert clone(estimator).device == "gpu"
+    with pytest.raises(ValueError, match="choose one of auto, cpu, cuda, cuda:N, mps"):
+        estimator.fit(["a text", "another"], ["x", "y"])

@@ -59,16 +59,24 @@ def parse_param_args(args: list[str]) -> dict[str, str]:
     return overrides
 
 
+#: ``--device``: sets the ``device`` parameter of every chapter (checked before any kernel starts).
+DEVICE_HELP = ("where the models run: auto (a CUDA GPU, else Apple MPS, else the CPU), cpu, cuda, cuda:N or mps; "
+               "default: each chapter's own (auto)")
+PROFILE_HELP = ("quick (CI-sized samples), full (whole corpora) or paper (the papers' hub models on a CUDA GPU; "
+                "see README)")
+
+
 @app.command()
 def book(
-    profile: str = typer.Option("quick", "--profile", help="quick (CI-sized samples) or full (whole corpora)"),
+    profile: str = typer.Option("quick", "--profile", help=PROFILE_HELP),
     only: Optional[list[str]] = typer.Option(None, "--only", help="execute only these chapters (repeatable)"),
     force: bool = typer.Option(False, "--force", help="re-execute even when a cached result exists"),
     no_html: bool = typer.Option(False, "--no-html", help="execute chapters but skip the Jupyter Book build"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ):
     """Execute the chapters of the book's toc with papermill and build the HTML book."""
     try:
-        runs = runner.build_book(profile=profile, only=only or None, force=force, html=not no_html)
+        runs = runner.build_book(profile=profile, only=only or None, force=force, html=not no_html, device=device)
     except runner.BookError as exc:
         _fail(str(exc))
     except KeyboardInterrupt as exc:
@@ -83,19 +91,21 @@ def book(
 def run(
     ctx: typer.Context,
     chapter: str = typer.Argument(..., metavar="CHAPTER", help="chapter name, e.g. data_tour"),
-    profile: str = typer.Option("quick", "--profile", help="profile whose parameters the overrides modify"),
+    profile: str = typer.Option("quick", "--profile", help=f"profile whose parameters the overrides modify: {PROFILE_HELP}"),
     force: bool = typer.Option(False, "--force", help="re-execute even when a cached result exists"),
     no_html: bool = typer.Option(False, "--no-html", help="skip rebuilding the HTML book"),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
 ):
     """Run one chapter with parameter overrides, then rebuild the book.
 
     Overrides follow the chapter: -p NAME VALUE (repeatable), checked against the
-    chapter's parameters cell before any kernel starts.
+    chapter's parameters cell before any kernel starts; --device sets its device
+    parameter (as -p device VALUE would).
     """
     overrides = parse_param_args(ctx.args)
     try:
         runs = runner.build_book(profile=profile, only=[chapter], overrides={chapter: overrides},
-                                 force=force, html=not no_html)
+                                 force=force, html=not no_html, device=device)
     except runner.BookError as exc:
         _fail(str(exc))
     except KeyboardInterrupt as exc:

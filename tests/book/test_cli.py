@@ -65,3 +65,57 @@ def test_run_data_tour_with_sample_rows_500(tmp_path, monkeypatch, isolated_cach
     assert len(injected) == 1 and "sample_rows = 500" in injected[0].source
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for c in executed.cells for o in c.get("outputs", []))
+
+
+# --device and the paper profile: refused before any kernel starts ---------------------------
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail the test if a chapter would execute; record what it would have been given."""
+    calls = []
+
+    def execute_chapter(name, profile="quick", overrides=None, force=False, progress=True):
+        calls.append((name, profile, dict(overrides or {})))
+        return book.ChapterRun(name, book.executed_dir() / f"{name}.ipynb", True, 0.0, dict(overrides or {}))
+
+    monkeypatch.setattr(book, "execute_chapter", execute_chapter)
+    monkeypatch.setattr(book, "write_provenance_page", lambda chapters=None: None)
+    return calls
+
+
+@pytest.mark.parametrize("command", [["run", "training", "--profile", "paper", "--no-html"],
+                                     ["book", "--profile", "paper", "--no-html"]])
+def test_the_paper_profile_refuses_to_start_offline(monkeypatch, no_kernel, command):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = runner.invoke(app, command)
+    assert result.exit_code == 1, result.output
+    assert no_kernel == []  # stopped before any chapter ran
+    message = " ".join(result.output.split())
+    assert "HF_HUB_OFFLINE" in message and "cannot run here" in message
+    assert book.PAPER_LLM in message and book.PAPER_ENCODER in message  # what it needs from the hub
+    assert "CUDA GPU" in message and "GB of memory" in message
+
+
+def test_the_device_option_is_checked_before_any_kernel(no_kernel):
+    result = runner.invoke(app, ["run", "data_tour", "--device", "gpu", "--no-html"])
+    assert result.exit_code == 1 and "choose one of auto, cpu, cuda, cuda:N, mps" in result.output
+    result = runner.invoke(app, ["run", "data_tour", "-p", "device", "tpu", "--no-html"])
+    assert result.exit_code == 1 and "unknown device 'tpu'" in result.output
+    result = runner.invoke(app, ["book", "--device", "gpu", "--no-html"])
+    assert result.exit_code == 1 and "choose one of" in result.output
+    assert no_kernel == []
+
+
+def test_a_device_the_machine_lacks_is_named_before_any_kernel(monkeypatch, no_kernel):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = runner.invoke(app, ["run", "training", "--device", "cuda", "--no-html"])
+    assert result.exit_code == 1 and "sees no CUDA GPU" in " ".join(result.output.split())
+    assert no_kernel == []
+
+
+def test_the_device_option_sets_every_chapters_device_parameter(no_kernel):
+    result = runner.invoke(app, ["run", "training", "--device", "CPU", "-p", "epochs", "1", "--no-html"])
+    assert result.exit_code == 0, result.output
+    assert no_kernel == [("training", "quick", {"epochs": "1", "device": "cpu"})]

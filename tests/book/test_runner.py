@@ -143,3 +143,83 @@ def test_a_missing_book_extra_names_the_install_command(monkeypatch):
     with pytest.raises(book.BookError, match=r"crowdlens\[book\]"):
         book.execute_chapter("data_tour")
 
+
+
+DEVICE_CHAPTER = CHAPTER.replace('verbose = False\n', 'verbose = False\ndevice = "auto"\n')
+
+
+def test_provenance_records_the_device_and_its_name(tiny_book):
+    from crowdlens.core.device import cpu_model, resolve_device
+
+    (book.chapters_src_dir() / "third.md").write_text(
+        DEVICE_CHAPTER.format(title="Third", body="print('device', device)"))
+    run = book.execute_chapter("third", profile="quick", overrides={"device": "cpu"}, progress=False)
+    assert "device cpu" in outputs(run.notebook)
+    meta = nbformat.read(run.notebook, as_version=4).metadata["crowdlens"]
+    assert meta["device"] == "cpu" and meta["device_name"] == cpu_model()
+    # a chapter without a device parameter records where "auto" resolves on this machine
+    first = nbformat.read(book.execute_chapter("first", progress=False).notebook, as_version=4).metadata["crowdlens"]
+    assert first["device"] == resolve_device("auto")
+    page = book.write_provenance_page(["first", "third"]).read_text()
+    assert f"- device: `cpu` ({cpu_model()})" in page
+
+
+def test_a_bad_or_absent_device_stops_before_the_kernel(tiny_book, monkeypatch):
+    import torch
+
+    (book.chapters_src_dir() / "third.md").write_text(DEVICE_CHAPTER.format(title="Third", body="print(1)"))
+    with pytest.raises(book.ParameterError, match="choose one of auto, cpu, cuda, cuda:N, mps"):
+        book.execute_chapter("third", overrides={"device": "gpu"}, progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(book.BookError, match="sees no CUDA GPU"):
+        book.execute_chapter("third", overrides={"device": "cuda"}, progress=False)
+    assert not (book.executed_dir() / "third.ipynb").exists()
+
+
+def test_the_cache_key_counts_an_accelerator_but_leaves_cpu_keys_as_they_were(tiny_book):
+    data = {"table": "abc"}
+    assert book.cache_key("first", {"n": 3}, data) == book.cache_key("first", {"n": 3}, data, "cpu")
+    assert book.cache_key("first", {"n": 3}, data, "cuda") == book.cache_key("first", {"n": 3}, data, "cuda:1")
+    assert book.cache_key("first", {"n": 3}, data, "cuda") != book.cache_key("first", {"n": 3}, data, "cpu")
+
+
+def test_the_paper_profile_runs_the_papers_models_on_the_full_data():
+    paper, full = book.PROFILES["paper"], book.PROFILES["full"]
+    assert set(paper) == set(full)
+    for chapter, parameters in paper.items():
+        assert parameters["device"] == "cuda"
+        # the full profile's data sizes: all of its values but the training epochs (the papers' 30)
+        assert {k: v for k, v in full[chapter].items() if k != "epochs"}.items() <= parameters.items()
+        # only parameters the chapter has
+        assert set(parameters) <= set(book.chapter_parameters(chapter)), chapter
+    assert paper["training"]["encoder_model"] == "roberta-base" and paper["training"]["epochs"] == 30
+    assert paper["training"]["learning_rate"] == 4e-5 and paper["training"]["batch_size"] == 16
+    assert paper["training"]["llm_model"] == paper["annotation"]["llm_model"] == "meta-llama/Meta-Llama-3-8B-Instruct"
+    assert paper["weibo_crowds"]["llm_model"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert paper["weibo_crowds"]["reply_users"] == full["weibo_crowds"]["reply_users"]
+
+
+def test_the_paper_profile_needs_the_hub_and_a_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(book, "_cached_on_hub_cache", lambda model: False)
+    monkeypatch.setattr(book, "_hub_reachable", lambda: False)
+    with pytest.raises(book.BookError) as err:
+        book.check_profile("paper", ["training", "weibo_crowds"])
+    message = str(err.value)
+    assert "cannot be reached" in message and "no CUDA GPU" in message and "weibo_crowds 80 GB" in message
+    assert "Qwen/Qwen2.5-7B-Instruct" in message and "roberta-base" in message
+    # every model already in the local cache: only the missing GPU is left to say
+    monkeypatch.setattr(book, "_cached_on_hub_cache", lambda model: True)
+    with pytest.raises(book.BookError) as err:
+        book.check_profile("paper", ["annotation"])
+    assert "cannot be reached" not in str(err.value) and "no CUDA GPU" in str(err.value)
+    # with a GPU and the hub, it may start; other profiles are never refused
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(book, "_hub_reachable", lambda: True)
+    monkeypatch.setattr(book, "_cached_on_hub_cache", lambda model: False)
+    book.check_profile("paper", ["training"])
+    book.check_profile("full", ["training"])

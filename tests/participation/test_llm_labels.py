@@ -52,3 +52,28 @@ def test_llm_annotator_returns_a_valid_label_per_text(isolated_cache, monkeypatc
     assert (result["seconds"] > 0).all() and {f"score_{l}" for l in L.FIVE_CLASSES} <= set(result.columns)
     # scores are calibrated: a content-free comment scores zero for every label
     assert np.allclose(annotator.scores("N/A") - annotator.baseline_, 0.0, atol=1e-4)
+
+
+def test_qlora_adapters_are_merged_into_a_half_precision_base(tiny_causal_lm, tmp_path, monkeypatch):
+    # the 4-bit path's last step, without a GPU: adapters saved, merged into the base in bf16
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setattr(L, "mixed_precision", lambda device: torch.bfloat16)
+    base = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    tuned = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    for name, parameter in tuned.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)  # B starts at zero: make the adapters change something
+    trainer = type("Trainer", (), {"model": tuned})()
+    merged = L._merge_into_half_precision(trainer, tiny_causal_lm, "cuda", tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert {p.dtype for p in merged.parameters()} == {torch.bfloat16}
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+    reference = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    changed = merged.model.layers[0].self_attn.q_proj.weight.float()
+    original = reference.model.layers[0].self_attn.q_proj.weight
+    assert not torch.allclose(changed, original, atol=1e-2)  # the adapters were merged in
+    assert torch.allclose(merged.model.layers[0].self_attn.k_proj.weight.float(),
+                          reference.model.layers[0].self_attn.k_proj.weight, atol=1e-2)  # the rest is the base

@@ -1,9 +1,12 @@
 """The book runner: MyST chapters → executed notebooks (papermill) → Jupyter Book HTML.
 
-A profile (``quick`` or ``full``) maps to each chapter's parameters in one place,
-``PROFILES``. Each executed chapter records its provenance (parameters, profile,
-data sha256s, package versions, git commit, start/end time) in its notebook
-metadata, and ``write_provenance_page`` gathers them into an appendix page.
+A profile (``quick``, ``full`` or ``paper``) maps to each chapter's parameters in one
+place, ``PROFILES``. Each executed chapter records its provenance (parameters, profile,
+the device it ran on and its name, data sha256s, package versions, git commit,
+start/end time) in its notebook metadata, and ``write_provenance_page`` gathers them
+into an appendix page. The ``paper`` profile runs the papers' models from the Hugging
+Face hub on a CUDA GPU; ``check_profile`` refuses it before any kernel starts where it
+cannot run.
 A chapter whose source, parameters, ``crowdlens`` code and data are unchanged
 is taken from the cache instead of being run again.
 
@@ -42,7 +45,41 @@ from typing import Any
 import yaml
 
 from crowdlens.core.config import PACKAGE_DIR, atomic_path, cache_dir, git_commit, project_root, sha256_file
+from crowdlens.core.device import DeviceNotAvailableError, check_device_name, device_description, resolve_device
 from crowdlens.data.registry import TABLES, data_dir
+
+#: The papers' models (Hugging Face hub ids) that the ``paper`` profile runs: RoBERTa and
+#: Llama 3 8B for participation (Pera & Aiello), Qwen2.5 7B for the Weibo replies.
+PAPER_ENCODER = "roberta-base"
+PAPER_LLM = "meta-llama/Meta-Llama-3-8B-Instruct"
+PAPER_REPLY_LLM = "Qwen/Qwen2.5-7B-Instruct"
+#: Chapter parameters that name a model: what the ``paper`` profile needs from the hub.
+MODEL_PARAMETERS = ("encoder_model", "llm_model")
+#: GPU memory (GB) the ``paper`` profile needs per chapter, with the models in bf16 as the
+#: chapters load them (estimates: weights plus LoRA training; weibo_crowds holds three 7B
+#: reply models and the 7B classifier at once).
+PAPER_GPU_MEMORY_GB = {"annotation": 24, "training": 40, "reddit_communities": 8, "weibo_crowds": 80}
+
+_FULL: dict[str, dict[str, Any]] = {
+    "data_tour": {"sample_rows": 0},
+    "annotation": {"crowd_items": 0, "repetitions": 3, "llm_sample": 0},
+    "training": {"train_rows": 0, "epochs": 4, "max_length": 128, "n_boot": 1000, "llm_sample": 200,
+                 "encoder_ablation": True, "sft_rows": 400, "dpo_rows": 200, "llm_tuned_test": 200},
+    "reddit_communities": {"sample_rows": 0, "classifier_train_rows": 0, "n_boot": 1000, "topic_sample": 6000,
+                           "n_topics": 20},
+    "weibo_crowds": {"lm_classifier_rows": 400, "lm_classifier_epochs": 1, "lm_eval_rows": 300, "post_sample": 0,
+                     "lm_feature_length": 64, "reply_users": 400, "reply_steps": 80, "reply_test": 300,
+                     "crowd_posts": 10, "crowd_repliers": 10, "n_boot": 1000},
+}
+
+#: What the ``paper`` profile changes in the full one: the papers' models and training
+#: settings, on a CUDA GPU (SFT/DPO keep the library's LoRA r = 8, alpha = 16, the papers').
+_PAPER_MODELS: dict[str, dict[str, Any]] = {
+    "annotation": {"llm_model": PAPER_LLM},
+    "training": {"encoder_model": PAPER_ENCODER, "epochs": 30, "learning_rate": 4e-5, "batch_size": 16,
+                 "llm_model": PAPER_LLM},
+    "weibo_crowds": {"llm_model": PAPER_REPLY_LLM},
+}
 
 #: The one place where a profile becomes chapter parameters. Chapters missing
 #: here run with the defaults of their ``parameters`` cell.
@@ -60,22 +97,15 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 300, "lm_feature_length": 48, "reply_users": 150,
                          "reply_steps": 10, "reply_test": 16, "crowd_posts": 3, "crowd_repliers": 6, "n_boot": 200},
     },
-    "full": {
-        "data_tour": {"sample_rows": 0},
-        "annotation": {"crowd_items": 0, "repetitions": 3, "llm_sample": 0},
-        "training": {"train_rows": 0, "epochs": 4, "max_length": 128, "n_boot": 1000, "llm_sample": 200,
-                     "encoder_ablation": True, "sft_rows": 400, "dpo_rows": 200, "llm_tuned_test": 200},
-        "reddit_communities": {"sample_rows": 0, "classifier_train_rows": 0, "n_boot": 1000, "topic_sample": 6000,
-                               "n_topics": 20},
-        "weibo_crowds": {"lm_classifier_rows": 400, "lm_classifier_epochs": 1, "lm_eval_rows": 300, "post_sample": 0,
-                         "lm_feature_length": 64, "reply_users": 400, "reply_steps": 80, "reply_test": 300,
-                         "crowd_posts": 10, "crowd_repliers": 10, "n_boot": 1000},
-    },
+    "full": _FULL,
+    # the full profile's data sizes with the papers' models, on a CUDA GPU: see check_profile
+    "paper": {name: {**params, **_PAPER_MODELS.get(name, {}), "device": "cuda"} for name, params in _FULL.items()},
 }
 
 RECORDED_PACKAGES = [
     "crowdlens", "numpy", "pandas", "pyarrow", "scikit-learn", "statsmodels", "seaborn", "matplotlib",
-    "torch", "transformers", "peft", "sentence-transformers", "papermill", "jupytext", "jupyter-book",
+    "torch", "transformers", "peft", "trl", "bitsandbytes", "sentence-transformers", "papermill", "jupytext",
+    "jupyter-book",
 ]
 
 
@@ -413,9 +443,9 @@ def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str
     returns coerced values.
 
     String values from the command line are parsed (``"500"`` → 500) unless the
-    parameter is itself a string. Without ``defaults`` both the defaults and the
-    declarations (``allowed_values_of``) are read from the chapter; with ``defaults``
-    only the ``allowed`` given are checked.
+    parameter is itself a string; a ``device`` must be one of the device names. Without
+    ``defaults`` both the defaults and the declarations (``allowed_values_of``) are read
+    from the chapter; with ``defaults`` only the ``allowed`` given are checked.
     """
     if defaults is None:
         notebook = read_notebook(name)
@@ -441,6 +471,11 @@ def validate_parameters(name: str, overrides: dict[str, Any], defaults: dict[str
             )
         if key in allowed:
             _check_allowed(name, key, value, default, allowed[key])
+        if key == "device":
+            try:
+                value = check_device_name(value)
+            except ValueError as exc:
+                raise ParameterError(f"parameter 'device' of chapter '{name}': {exc}") from exc
         checked[key] = value
     return checked
 
@@ -449,6 +484,95 @@ def profile_parameters(name: str, profile: str) -> dict[str, Any]:
     if profile not in PROFILES:
         raise ParameterError(f"unknown profile '{profile}'; choose one of {', '.join(PROFILES)}")
     return dict(PROFILES[profile].get(name, {}))
+
+
+# Devices and the hub -----------------------------------------------------------------
+
+def chapter_device(name: str, parameters: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The device a chapter will run on (its ``device`` parameter, resolved on this
+    machine: the kernel resolves the same name the same way); a clear error before any
+    kernel starts when that device is unknown or absent."""
+    requested = parameters.get("device", defaults.get("device", "auto"))
+    try:
+        return resolve_device(requested)
+    except DeviceNotAvailableError as exc:
+        raise BookError(f"chapter '{name}': {exc}") from exc
+    except ValueError as exc:
+        raise ParameterError(f"chapter '{name}': {exc}") from exc
+
+
+#: Where the hub is checked from (``HF_ENDPOINT`` names a mirror), and how long to wait.
+HUB_TIMEOUT_S = 3.0
+
+
+def _hub_offline() -> bool:
+    # huggingface_hub reads these once at import; a run may set them later
+    return any(os.environ.get(var, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _cached_on_hub_cache(model_id: str) -> bool:
+    """Whether the local Hugging Face cache holds ``model_id`` (its config, at least)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    found = try_to_load_from_cache(model_id, "config.json")
+    return isinstance(found, str)
+
+
+def _hub_reachable() -> bool:
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_TIMEOUT_S)
+    except urllib.error.HTTPError:
+        return True  # it answered
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def profile_models(profile: str, chapters: list[str]) -> list[str]:
+    """The hub ids a profile's chapters name in ``MODEL_PARAMETERS``."""
+    found = {params[key] for name, params in PROFILES.get(profile, {}).items() if name in chapters
+             for key in MODEL_PARAMETERS if key in params}
+    return sorted(found)
+
+
+def check_profile(profile: str, chapters: list[str]) -> None:
+    """Refuse, before any kernel starts, a profile that cannot run here. The ``paper``
+    profile needs the papers' models from the Hugging Face hub (or all of them in the
+    local cache) and a CUDA GPU with enough memory; the message says what is missing and
+    what the profile needs."""
+    if profile != "paper":
+        return
+    models = profile_models(profile, chapters)
+    problems = []
+    if _hub_offline():
+        problems.append("HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so the hub models cannot be downloaded")
+    elif not all(_cached_on_hub_cache(m) for m in models) and not _hub_reachable():
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+        problems.append(f"{endpoint} cannot be reached (no answer within {HUB_TIMEOUT_S:.0f} s) and not every "
+                        f"model is in the local Hugging Face cache")
+    try:
+        has_cuda = resolve_device("auto").startswith("cuda")
+    except (DeviceNotAvailableError, ValueError):
+        has_cuda = False
+    if not has_cuda:
+        problems.append("PyTorch sees no CUDA GPU on this machine")
+    if not problems:
+        return
+    memory = max([PAPER_GPU_MEMORY_GB.get(c, 0) for c in chapters] + [0])
+    per_chapter = ", ".join(f"{c} {PAPER_GPU_MEMORY_GB[c]} GB" for c in chapters if c in PAPER_GPU_MEMORY_GB)
+    raise BookError(
+        f"the 'paper' profile cannot run here: {'; '.join(problems)}. It runs the papers' models "
+        f"({', '.join(models) or 'none for these chapters'}) from the Hugging Face hub on a CUDA GPU with about "
+        f"{memory} GB of memory ({per_chapter}); Llama 3 needs its licence accepted on huggingface.co and a "
+        f"token (`huggingface-cli login`). On a CPU machine use --profile quick or full "
+        f"(README: 'The paper profile').")
 
 
 # Fingerprints and provenance ---------------------------------------------------------
@@ -491,13 +615,16 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def cache_key(name: str, parameters: dict[str, Any], data: dict[str, str]) -> str:
+def cache_key(name: str, parameters: dict[str, Any], data: dict[str, str], device: str = "cpu") -> str:
+    """What an executed chapter depends on; the device it runs on counts when it is not
+    the CPU (an accelerator's numbers differ in the last digits; CPU keys stay as they were)."""
     payload = json.dumps(
         {
             "source": chapter_source(name).read_text(encoding="utf-8"),
             "parameters": parameters,
             "crowdlens": crowdlens_source_sha256(),
             "data": data,
+            **({"device": device.split(":")[0]} if device != "cpu" else {}),
         },
         sort_keys=True,
         default=str,
@@ -649,8 +776,10 @@ def execute_chapter(
     defaults, allowed = parameters_of(notebook), allowed_values_of(notebook, name)
     parameters = validate_parameters(name, profile_parameters(name, profile), defaults, allowed)
     parameters.update(validate_parameters(name, overrides or {}, defaults, allowed))
+    check_profile(profile, [name])
+    device = chapter_device(name, parameters, defaults)
     data = data_sha256s()
-    key = cache_key(name, parameters, data)
+    key = cache_key(name, parameters, data, device)
     cached = cache_dir() / "book" / "chapters" / f"{name}-{key}.ipynb"
     target = executed_dir() / f"{name}.ipynb"
     started = time.time()
@@ -713,6 +842,8 @@ def execute_chapter(
         "profile": profile,
         "parameters": parameters,
         "defaults": defaults,
+        "device": device,
+        "device_name": device_description(device),
         "data_sha256": data,
         "packages": package_versions(),
         "git_commit": commit,
@@ -743,7 +874,8 @@ def write_provenance_page(chapters: list[str] | None = None) -> Path:
         "This page is generated by `crowdlens book` from the metadata that the runner "
         "stores in each executed notebook: the parameters (after the profile and any "
         "command-line overrides), the sha256 of every data file, the package versions and "
-        "the git commit. Rerun a chapter with `crowdlens run CHAPTER -p NAME VALUE`.",
+        "the git commit, and the device that ran the models. Rerun a chapter with "
+        "`crowdlens run CHAPTER -p NAME VALUE`.",
         "",
     ]
     for name in chapters:
@@ -756,6 +888,7 @@ def write_provenance_page(chapters: list[str] | None = None) -> Path:
         lines += [
             f"- profile: `{meta.get('profile')}`; git commit: `{meta.get('git_commit')}`",
             f"- executed: {meta.get('started')} → {meta.get('finished')} ({meta.get('seconds')} s)",
+            f"- device: `{meta.get('device', 'not recorded')}` ({meta.get('device_name', 'not recorded')})",
             "",
             "| parameter | value | default |",
             "|---|---|---|",
@@ -795,16 +928,25 @@ def build_book(
     force: bool = False,
     progress: bool = True,
     html: bool = True,
+    device: str | None = None,
 ) -> list[ChapterRun]:
     """Execute the book's chapters and build the HTML book.
 
     With ``only``, just those chapters execute — plus, when ``html`` is set, any chapter
-    never executed before, so that the book is complete.
+    never executed before, so that the book is complete. ``device`` sets the ``device``
+    parameter of every chapter that has one (``--device`` on the command line).
+    Everything is checked — chapters, parameters, devices, the profile's needs — before
+    the first kernel starts.
     """
     from tqdm import tqdm
 
     chapters = toc_chapters()
-    overrides = overrides or {}
+    overrides = {name: dict(values) for name, values in (overrides or {}).items()}
+    if device is not None:
+        try:
+            device = check_device_name(device)
+        except ValueError as exc:
+            raise ParameterError(f"--device: {exc}") from exc
     for name in list(only or []) + list(overrides):
         chapter_source(name)  # unknown chapter → clear error before any kernel starts
         validate_parameters(name, overrides.get(name, {}))
@@ -813,8 +955,15 @@ def build_book(
         c for c in chapters
         if only is None or c in only or (html and not (executed_dir() / f"{c}.ipynb").is_file())
     ]
+    check_profile(profile, todo)
     for name in todo:  # a profile value out of its declared range fails now, not after earlier chapters ran
-        validate_parameters(name, profile_parameters(name, profile))
+        notebook = read_notebook(name)
+        defaults, allowed = parameters_of(notebook), allowed_values_of(notebook, name)
+        if device is not None and "device" in defaults:
+            overrides.setdefault(name, {})["device"] = device
+        parameters = {**validate_parameters(name, profile_parameters(name, profile), defaults, allowed),
+                      **validate_parameters(name, overrides.get(name, {}), defaults, allowed)}
+        chapter_device(name, parameters, defaults)  # an absent GPU is named now, not after an hour of chapters
     runs = []
     try:
         for name in tqdm(todo, desc=f"chapters ({profile})", unit="chapter", disable=not progress):

@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from crowdlens.core.config import atomic_dir, atomic_path
+from crowdlens.core.device import autocast, grad_scaler, is_accelerator, mixed_precision, resolve_device, to_device
 from crowdlens.core.estimators import ProbabilisticClassifier
 from crowdlens.core.hub import load_sequence_classifier
 from crowdlens.core.metrics import weighted_f1
@@ -48,13 +49,21 @@ def length_sorted_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad
         yield idx, ids, mask
 
 
-def _training_step(model, loss, optimizer, scheduler, losses: list[float]) -> None:
-    """Backpropagate ``loss`` with gradients clipped at norm 1, step, and record the loss."""
+def _training_step(model, loss, optimizer, scheduler, losses: list[float], scaler=None) -> None:
+    """Backpropagate ``loss`` with gradients clipped at norm 1, step, and record the loss.
+    ``scaler`` (float16 on a GPU only) scales the loss so that small gradients survive."""
     import torch
 
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
     scheduler.step()
     optimizer.zero_grad()
     losses.append(loss.item())
@@ -67,6 +76,12 @@ class _BatchedClassifier(ProbabilisticClassifier):
 
     scoring_batch_size = 64
 
+    def _scoring_batch_size(self) -> int:
+        return self.scoring_batch_size
+
+    def _prepare_scoring(self) -> None:
+        """Called before scoring: a backend places its model here (PyTorch: on its device)."""
+
     @property
     def classes_(self) -> np.ndarray:
         """The labels in output order, under scikit-learn's name."""
@@ -77,9 +92,11 @@ class _BatchedClassifier(ProbabilisticClassifier):
 
     def _logits(self, texts: Sequence[str], batch_size: int | None = None, progress: str | None = None) -> np.ndarray:
         """Logits in input order; ``progress`` names a progress bar to show (None: none)."""
+        self._prepare_scoring()
         encoded = self.tokenizer_([str(t) for t in texts], truncation=True, max_length=self.max_length)["input_ids"]
         out = np.zeros((len(encoded), len(self.labels_)), dtype=np.float32)
-        batches = length_sorted_batches(encoded, batch_size or self.scoring_batch_size, self.tokenizer_.pad_token_id or 0)
+        batches = length_sorted_batches(encoded, batch_size or self._scoring_batch_size(),
+                                        self.tokenizer_.pad_token_id or 0)
         with tqdm(total=len(encoded), desc=progress, unit="text", disable=progress is None) as bar:
             for idx, logits in self._map_batches(lambda batch: (batch[0], self._run_batch(batch[1], batch[2])), batches):
                 out[idx] = logits
@@ -93,7 +110,13 @@ class _BatchedClassifier(ProbabilisticClassifier):
 class EncoderClassifier(_BatchedClassifier):
     """A text classifier fine-tuned from an encoder (``model``: the offline MiniLM default or a hub id)
     with a class-weighted loss, early stopping and a checkpoint per epoch (see the module docstring).
+    ``device`` (default ``"auto"``: a CUDA GPU, else MPS, else the CPU; ``crowdlens.core.device``)
+    trains and scores it; on an accelerator it computes in mixed precision and scores
+    ``accelerator_batch_size`` texts per batch. On the CPU it is float32 throughout.
     Used in the training and weibo_crowds chapters."""
+
+    #: texts per scoring batch on a GPU or MPS (the CPU keeps ``scoring_batch_size``)
+    accelerator_batch_size = 256
 
     def __init__(
         self,
@@ -110,6 +133,7 @@ class EncoderClassifier(_BatchedClassifier):
         threads: int | None = None,
         lora_rank: int = 0,
         progress: bool = True,
+        device: str = "auto",
     ):
         self.model = model
         self.max_length = max_length
@@ -124,6 +148,7 @@ class EncoderClassifier(_BatchedClassifier):
         self.threads = threads
         self.lora_rank = lora_rank
         self.progress = progress
+        self.device = device
 
     # -- training --------------------------------------------------------------------
 
@@ -152,12 +177,25 @@ class EncoderClassifier(_BatchedClassifier):
             idx = batches[b]
             yield idx, {k: torch.tensor(v[idx]) for k, v in encodings.items()}
 
+    def _scoring_batch_size(self) -> int:
+        return self.accelerator_batch_size if is_accelerator(self.device_) else self.scoring_batch_size
+
+    def _prepare_scoring(self) -> None:
+        """Resolve ``device`` and move the model there (a loaded classifier starts on the CPU)."""
+        import torch
+
+        self.device_ = resolve_device(self.device)
+        if next(self.model_.parameters()).device != torch.device(self.device_):
+            self.model_.to(self.device_)
+
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "EncoderClassifier":
         import torch
         from transformers import get_linear_schedule_with_warmup
 
         if self.threads:
             torch.set_num_threads(self.threads)
+        self.device_ = device = resolve_device(self.device)
+        self.trained_on_ = device
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         texts = [str(t) for t in texts]
@@ -175,18 +213,29 @@ class EncoderClassifier(_BatchedClassifier):
                 validation[rng.choice(members, take, replace=False)] = True
         train_idx, valid_idx = np.flatnonzero(~validation), np.flatnonzero(validation)
 
+        # a causal LM with LoRA adapters (lora_rank) is frozen but for them: on an accelerator its
+        # weights load in half precision, so a 7B model fits a 24 GB GPU; what trains stays float32
+        half = mixed_precision(device) if self.lora_rank else None
         self.tokenizer_, self.model_ = load_sequence_classifier(
             self.model, num_labels=len(self.labels_),
-            id2label=dict(enumerate(self.labels_)), label2id=index,
+            id2label=dict(enumerate(self.labels_)), label2id=index, **({"dtype": half} if half else {}),
         )
         if self.tokenizer_.pad_token is None:  # causal LMs (SmolLM2, Llama, Qwen) have no padding token
             self.tokenizer_.pad_token = self.tokenizer_.eos_token
         self.model_.config.pad_token_id = self.tokenizer_.pad_token_id
         if self.lora_rank:
             self._add_lora()
+            if half:
+                for parameter in self.model_.parameters():
+                    if parameter.requires_grad:
+                        parameter.data = parameter.data.float()
+        if device != "cpu":
+            self.model_.to(device)
         encodings = self.tokenizer_(texts, truncation=True, max_length=self.max_length, padding="max_length")
         encodings = {k: np.asarray(v) for k, v in encodings.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        loss_fn = torch.nn.CrossEntropyLoss(weight=self._class_weights(y[train_idx]))
+        weights = self._class_weights(y[train_idx])
+        loss_fn = torch.nn.CrossEntropyLoss(weight=weights if weights is None or device == "cpu" else weights.to(device))
+        scaler = grad_scaler(device)
         optimizer = torch.optim.AdamW(self.model_.parameters(), lr=self.learning_rate, weight_decay=0.01)
         steps = self.epochs * int(np.ceil(len(train_idx) / self.batch_size))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
@@ -203,9 +252,12 @@ class EncoderClassifier(_BatchedClassifier):
             bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{self.epochs}", unit="text", disable=not self.progress)
             for idx, batch in self._batches(encodings, order, rng):
                 width = int(batch["attention_mask"].sum(1).max())  # trim padding: shorter batches run faster
-                batch = {k: v[:, :width] for k, v in batch.items()}
-                logits = self.model_(**batch).logits
-                _training_step(self.model_, loss_fn(logits, torch.tensor(y[idx])), optimizer, scheduler, losses)
+                batch = to_device({k: v[:, :width] for k, v in batch.items()}, device)
+                target = to_device({"y": torch.tensor(y[idx])}, device)["y"]
+                with autocast(device):
+                    logits = self.model_(**batch).logits
+                loss = loss_fn(logits.float(), target)  # float() is a no-op in float32, on the CPU
+                _training_step(self.model_, loss, optimizer, scheduler, losses, scaler)
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             bar.close()
@@ -268,6 +320,7 @@ class EncoderClassifier(_BatchedClassifier):
         kept = student.model_.base_model.encoder
         kept.layer = torch.nn.ModuleList([kept.layer[i] for i in layers])
         student.model_.config.num_hidden_layers = len(layers)
+        device = student.device_ = student.trained_on_ = resolve_device(self.device)  # where the teacher scored
         student.history_ = list(self.history_) + [{"distilled_from_layers": len(teacher_layers), "kept_layers": layers,
                                                    "transfer_texts": len(texts)}]
         student.card_ = {}  # a new model: not the teacher's saved card or folder (ONNX exports compare them)
@@ -278,6 +331,7 @@ class EncoderClassifier(_BatchedClassifier):
         batches = list(length_sorted_batches(encoded, batch_size, self.tokenizer_.pad_token_id or 0))
         model = student.model_.eval()  # no dropout: the targets are deterministic, and matching them is the task
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+        scaler = grad_scaler(device)
         steps = epochs * len(batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps), steps)
         for epoch in range(epochs):
@@ -285,11 +339,14 @@ class EncoderClassifier(_BatchedClassifier):
             bar = tqdm(total=len(texts), desc=f"distil {epoch + 1}/{epochs}", unit="text", disable=not progress)
             for b in rng.permutation(len(batches)):
                 idx, ids, mask = batches[b]
-                logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-                target = torch.from_numpy(targets[idx])
+                batch = to_device({"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+                                   "target": torch.from_numpy(targets[idx])}, device)
+                target = batch.pop("target")
+                with autocast(device):
+                    logits = model(**batch).logits.float()
                 loss = torch.nn.functional.mse_loss(logits - logits.mean(1, keepdim=True),
                                                     target - target.mean(1, keepdim=True))
-                _training_step(model, loss, optimizer, scheduler, losses)
+                _training_step(model, loss, optimizer, scheduler, losses, scaler)
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
             bar.close()
@@ -326,7 +383,7 @@ class EncoderClassifier(_BatchedClassifier):
         path = Path(self.checkpoint_dir) / "checkpoint.pt" if self.checkpoint_dir else None
         if path is None or not path.is_file():
             return None
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=False, map_location=self.device_)  # resumable on another device
         if state["labels"] != self.labels_:
             return None
         self.model_.load_state_dict(state["model"])
@@ -339,9 +396,10 @@ class EncoderClassifier(_BatchedClassifier):
     def _run_batch(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
-            logits = self.model_(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
-        return logits.float().numpy()
+        batch = to_device({"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}, self.device_)
+        with torch.inference_mode(), autocast(self.device_):
+            logits = self.model_(**batch).logits
+        return logits.float().cpu().numpy()
 
     def _predict_ids(self, texts):
         self.model_.eval()
@@ -355,7 +413,8 @@ class EncoderClassifier(_BatchedClassifier):
         """Write the model, tokenizer and a model card (``card.json``) atomically."""
         path = Path(path)
         meta = {"labels": self.labels_, "base_model": self.model, "max_length": self.max_length,
-                "history": self.history_, "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(card or {})}
+                "history": self.history_, "trained_on": getattr(self, "trained_on_", None),
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(card or {})}
         with atomic_dir(path) as staging:
             self.model_.save_pretrained(staging)
             self.tokenizer_.save_pretrained(staging)
@@ -363,12 +422,13 @@ class EncoderClassifier(_BatchedClassifier):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "EncoderClassifier":
+    def load(cls, path: str | Path, device: str = "auto") -> "EncoderClassifier":
+        """A saved classifier; it loads on the CPU and moves to ``device`` when it first scores."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(path)
         meta = json.loads((path / "card.json").read_text())
-        classifier = cls(model=meta["base_model"], max_length=meta["max_length"])
+        classifier = cls(model=meta["base_model"], max_length=meta["max_length"], device=device)
         classifier.labels_ = meta["labels"]
         classifier.history_ = meta.get("history", [])
         classifier.card_ = meta
@@ -432,6 +492,7 @@ class OnnxEncoderClassifier(_BatchedClassifier):
     @classmethod
     def export(cls, classifier: EncoderClassifier, path: str | Path, quantize: bool = True,
                threads: int | None = None) -> "OnnxEncoderClassifier":
+        import copy
         import warnings
 
         import torch
@@ -440,6 +501,8 @@ class OnnxEncoderClassifier(_BatchedClassifier):
             raise ValueError("fit or load the EncoderClassifier before exporting it to ONNX")
         path = Path(path)
         model = classifier.model_.eval()
+        if next(model.parameters()).device.type != "cpu":  # ONNX Runtime runs it on the CPU: trace it there
+            model = copy.deepcopy(model).cpu().float()
         first_token = _first_token_model(model)
         example = classifier.tokenizer_(["an example", "another example text"], padding=True, return_tensors="pt")
         card = {**getattr(classifier, "card_", {}), "labels": classifier.labels_, "max_length": classifier.max_length,

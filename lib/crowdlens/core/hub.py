@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crowdlens.core.config import atomic_dir, atomic_path, cache_dir, git_commit, sha256_file
+from crowdlens.core.device import CUDA_EXTRA, cuda_only, device_type, is_accelerator, mixed_precision, resolve_device
 from crowdlens.core.e5s1 import E5S1Error, bert_state_dict, read_e5s1
 
 
@@ -404,14 +405,25 @@ def load_sequence_classifier(name: str = "minilm", num_labels: int = 2, **kwargs
     )
 
 
-def load_causal_lm(name: str = "smollm2"):
-    """(tokenizer, causal LM) in float32 on the CPU."""
+def load_causal_lm(name: str = "smollm2", device: str = "cpu", load_in_4bit: bool = False):
+    """(tokenizer, causal LM) on ``device`` (a name ``resolve_device`` returned).
+
+    On the CPU the model loads as it always has (the offline SmolLM2 in float32). On an
+    accelerator its weights load in ``mixed_precision(device)`` (bfloat16 or float16:
+    half the memory, the GPU's fast path). ``load_in_4bit`` (CUDA only) loads them as
+    4-bit NF4 with bitsandbytes (an 8B model in ~6 GB; QLoRA trains adapters on it).
+    """
+    quantised = four_bit_options(device) if load_in_4bit else None  # refused at once where it cannot run
     from transformers import AutoModelForCausalLM
 
     tokenizer = load_tokenizer(name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, _from_pretrained(AutoModelForCausalLM, name)
+    if quantised:
+        return tokenizer, _from_pretrained(AutoModelForCausalLM, name, **quantised)
+    if not is_accelerator(device):
+        return tokenizer, _from_pretrained(AutoModelForCausalLM, name)
+    return tokenizer, _from_pretrained(AutoModelForCausalLM, name, dtype=mixed_precision(device)).to(device)
 
 
 #: E5 models are trained on "query: " / "passage: " prefixed text; matched on the last
@@ -427,33 +439,67 @@ def query_prefix(model: str) -> str:
     return "query: " if _E5_FAMILY.search(last) else ""
 
 
-def embed(texts: list[str], model: str = "minilm", batch_size: int = 64, progress: bool = False,
-          cache: bool = False):
-    """Mean-pooled, L2-normalised sentence embeddings (numpy, one row per text).
+def check_four_bit(device: str) -> None:
+    """Refuse 4-bit weights unless ``device`` is a CUDA GPU and bitsandbytes is installed,
+    naming the fix (the ``cuda`` extra)."""
+    cuda_only("load_in_4bit (4-bit weights)", device)
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelNotAvailableError(f"load_in_4bit needs the bitsandbytes package: {CUDA_EXTRA}")
+
+
+def four_bit_options(device: str) -> dict:
+    """``from_pretrained`` arguments for 4-bit NF4 weights (bitsandbytes) on the CUDA GPU
+    ``device``; elsewhere a clear error that it needs CUDA and the ``cuda`` extra."""
+    check_four_bit(device)
+    from transformers import BitsAndBytesConfig
+
+    dtype = mixed_precision(device)
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=dtype)
+    # quantised weights cannot be moved after loading: place them on this GPU directly
+    index = int(device.split(":")[1]) if ":" in device else 0
+    return {"quantization_config": config, "dtype": dtype, "device_map": {"": index}}
+
+
+#: Texts per batch for sentence embeddings: the CPU default, and on a GPU (more fits at once).
+EMBED_BATCH_SIZE = {"cpu": 64, "accelerator": 256}
+
+
+def embed(texts: list[str], model: str = "minilm", batch_size: int | None = None, progress: bool = False,
+          cache: bool = False, device: str = "auto"):
+    """Mean-pooled, L2-normalised sentence embeddings (numpy, one row per text), computed
+    on ``device`` (``crowdlens.core.device.resolve_device``); ``batch_size`` defaults to
+    ``EMBED_BATCH_SIZE`` of the CPU or of an accelerator.
 
     E5 models (``e5`` or any ``…e5…`` id) get ``"query: "`` before each text, as E5 was
     trained (symmetric tasks such as similarity and clustering use the query form);
     texts that already start with ``query: `` or ``passage: `` are left as they are.
 
     With ``cache=True`` the array is kept in ``$CROWDLENS_CACHE/embeddings``, keyed by
-    the model and the exact texts, so a second model fitted on the same texts (the
-    binary and five-class baselines, a rerun with other parameters) does not embed them again.
+    the model and the exact texts (and the kind of device when it is not the CPU: a
+    GPU's float32 rounds a little differently), so a second model fitted on the same
+    texts (the binary and five-class baselines, a rerun with other parameters) does not
+    embed them again.
     """
     import numpy as np
 
+    device = resolve_device(device)
+    if batch_size is None:
+        batch_size = EMBED_BATCH_SIZE["accelerator" if is_accelerator(device) else "cpu"]
     texts, source = [str(t) for t in texts], resolve_model(model)
     prefix = query_prefix(model)
     if prefix:
         texts = [t if t.startswith(_E5_PREFIXES) else prefix + t for t in texts]
     path = None
     if cache:
-        digest = hashlib.sha256(json.dumps([source, texts]).encode()).hexdigest()[:24]
+        key = [source, texts] + ([device_type(device)] if is_accelerator(device) else [])
+        digest = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:24]
         path = cache_dir() / "embeddings" / f"{digest}.npy"
         if path.is_file():
             return np.load(path)
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(source, device="cpu")
+    encoder = SentenceTransformer(source, device=device)
     vectors = encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=progress)
     if path is not None:
         with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as handle:

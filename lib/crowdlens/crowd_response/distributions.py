@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from crowdlens.core import metrics
+from crowdlens.core.device import resolve_device, to_device
 from crowdlens.core.hub import load_causal_lm
 from crowdlens.data.schemas import EMOTIONS
 
@@ -166,12 +167,14 @@ def text_features(train_texts: Sequence[str], test_texts: Sequence[str], dimensi
 
 
 def lm_features(texts: Sequence[str], model: str = "smollm2", max_length: int = 128, batch_size: int = 16,
-                progress: bool = False) -> np.ndarray:
-    """Mean-pooled last hidden states of a (frozen) causal LM, one row per text. Used in the weibo_crowds chapter."""
+                progress: bool = False, device: str = "auto") -> np.ndarray:
+    """Mean-pooled last hidden states of a (frozen) causal LM, one row per text, computed
+    on ``device`` (``crowdlens.core.device``; half-precision weights on an accelerator)."""
     import torch
     from tqdm.auto import tqdm
 
-    tokenizer, lm = load_causal_lm(model)
+    device = resolve_device(device)
+    tokenizer, lm = load_causal_lm(model, device)
     lm.eval()
     texts = [str(t) for t in texts]
     out = []
@@ -179,9 +182,11 @@ def lm_features(texts: Sequence[str], model: str = "smollm2", max_length: int = 
         for start in tqdm(range(0, len(texts), batch_size), desc="LM features", disable=not progress):
             batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, truncation=True,
                               max_length=max_length)
-            hidden = lm(**batch, output_hidden_states=True).hidden_states[-1]
+            batch = to_device(dict(batch), device)
+            # pooled in float32: a half-precision sum over many tokens rounds (a no-op on the CPU)
+            hidden = lm(**batch, output_hidden_states=True).hidden_states[-1].float()
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1)).float().numpy())
+            out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, lm.config.hidden_size))
 
 

@@ -34,12 +34,14 @@ class MixtureLoRALinear(nn.Module):
             parameter.requires_grad_(False)
         self.n_experts, self.rank, self.temperature = n_experts, rank, temperature
         self.scaling = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(n_experts, rank, base.in_features))
-        self.lora_B = nn.Parameter(torch.zeros(n_experts, base.out_features, rank))
+        # float32 beside the base weights, whatever their device and precision (half or 4-bit on a GPU)
+        device = base.weight.device
+        self.lora_A = nn.Parameter(torch.empty(n_experts, rank, base.in_features, device=device))
+        self.lora_B = nn.Parameter(torch.zeros(n_experts, base.out_features, rank, device=device))
         for expert in range(n_experts):  # peft's initialisation of A
             nn.init.kaiming_uniform_(self.lora_A.data[expert], a=math.sqrt(5))
-        self.analyze_gate = nn.Linear(base.in_features, n_experts)
-        self.compose_gate = nn.Linear(base.in_features, n_experts)
+        self.analyze_gate = nn.Linear(base.in_features, n_experts, device=device)
+        self.compose_gate = nn.Linear(base.in_features, n_experts, device=device)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def gates(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

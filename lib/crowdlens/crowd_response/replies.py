@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
+from crowdlens.core.device import autocast, grad_scaler, resolve_device, to_device
 from crowdlens.core.hub import load_causal_lm
 from crowdlens.core.sampling import per_group_sample
 from crowdlens.crowd_response.distributions import texted_reactions
@@ -109,18 +110,26 @@ class ReplyModel(BaseEstimator):
     ``adapter``: ``"lora"`` (peft LoRA on the attention projections) or ``"mixture"``
     (``n_experts`` LoRA experts with analyze/compose gates). ``use_history`` puts the
     user's earlier replies in the prompt. The loss covers the reply tokens only.
+
+    ``device`` trains and runs it (``crowdlens.core.device``: float32 on the CPU; on an
+    accelerator the base weights load in half precision and the adapters train in
+    float32 under autocast). ``load_in_4bit`` (CUDA only, bitsandbytes) loads the base
+    in 4 bits, so a 7B model's adapters train on a 16-24 GB GPU.
+
     Used in the weibo_crowds chapter.
     """
 
     def __init__(self, model: str = "smollm2", adapter: str = "lora", use_history: bool = True, rank: int = 8,
                  n_experts: int = 3, temperature: float = 1.0, target_modules: Sequence[str] = ("q_proj", "v_proj"),
                  steps: int = 100, batch_size: int = 4, learning_rate: float = 1e-3, max_length: int = 256,
-                 max_reply_chars: int = 40, seed: int = 0, progress: bool = True):
+                 max_reply_chars: int = 40, seed: int = 0, progress: bool = True, device: str = "auto",
+                 load_in_4bit: bool = False):
         self.model, self.adapter, self.use_history = model, adapter, use_history
         self.rank, self.n_experts, self.temperature = rank, n_experts, temperature
         self.target_modules = target_modules
         self.steps, self.batch_size, self.learning_rate = steps, batch_size, learning_rate
         self.max_length, self.max_reply_chars, self.seed, self.progress = max_length, max_reply_chars, seed, progress
+        self.device, self.load_in_4bit = device, load_in_4bit
 
     def _prompt(self, row) -> str:
         return reply_prompt(row["post_text"], row["history"] if self.use_history else None)
@@ -133,6 +142,10 @@ class ReplyModel(BaseEstimator):
 
         return get_peft_model(lm, LoraConfig(r=self.rank, lora_alpha=2 * self.rank, lora_dropout=0.0,
                                              target_modules=list(self.target_modules), task_type="CAUSAL_LM"))
+
+    def _on_device(self, tensor):
+        """``tensor`` where the fitted model runs (on the CPU, ``tensor`` itself)."""
+        return to_device({"t": tensor}, self.device_)["t"]
 
     def _reply_ids(self, reply: str) -> list[int]:
         """A reply's tokens as the model learns and scores them: cut to ``max_reply_chars``, then end of reply."""
@@ -152,12 +165,14 @@ class ReplyModel(BaseEstimator):
             raise ValueError(f"adapter must be one of {ADAPTERS}, not {self.adapter!r}")
         if examples.empty:
             raise ValueError("no training examples: lower min_texted or raise max_users")
+        self.device_ = device = resolve_device(self.device)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
-        self.tokenizer_, lm = load_causal_lm(self.model)
+        self.tokenizer_, lm = load_causal_lm(self.model, device, load_in_4bit=self.load_in_4bit)
         self.model_ = self._adapt(lm)
         parameters = [p for p in self.model_.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=0.0)
+        scaler = grad_scaler(device)
         encoded = [self._encode(row) for _, row in examples.iterrows()]
         self.losses_ = []
         self.model_.train()
@@ -172,10 +187,19 @@ class ReplyModel(BaseEstimator):
             for row, (x, y) in enumerate(batch):
                 ids[row, : len(x)], labels[row, : len(y)], mask[row, : len(x)] = (
                     torch.tensor(x), torch.tensor(y), 1)
-            loss = self.model_(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimiser.step()
+            with autocast(device):
+                loss = self.model_(**to_device({"input_ids": ids, "attention_mask": mask, "labels": labels},
+                                               device)).loss
+            if scaler is None:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                optimiser.step()
+            else:  # float16 on a GPU: scale the loss so that small gradients survive, clip the true ones
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                scaler.step(optimiser)
+                scaler.update()
             optimiser.zero_grad()
             self.losses_.append(loss.item())
         self.model_.eval()
@@ -192,6 +216,7 @@ class ReplyModel(BaseEstimator):
             for start in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not self.progress):
                 batch = self.tokenizer_(prompts[start:start + batch_size], return_tensors="pt", padding=True,
                                         add_special_tokens=False, truncation=True, max_length=self.max_length)
+                batch = to_device(dict(batch), self.device_)
                 # plain greedy decoding: an n-gram ban would also ban copying the user's own
                 # earlier phrases from the prompt, which is what personalisation should allow
                 out = self.model_.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
@@ -221,7 +246,7 @@ class ReplyModel(BaseEstimator):
                 encoded = [self._reply_ids(c) for c in options]
                 prompt = self.tokenizer_(self._prompt(row), add_special_tokens=False)["input_ids"]
                 prompt = prompt[-max(1, self.max_length - max(map(len, encoded))):]  # as _encode truncates
-                start = self.model_(input_ids=torch.tensor([prompt]), use_cache=True)
+                start = self.model_(input_ids=self._on_device(torch.tensor([prompt])), use_cache=True)
                 prompt_cache = getattr(start, "cache", None)
                 prompt_cache = start.past_key_values if prompt_cache is None else prompt_cache
                 first = torch.log_softmax(start.logits[0, -1].float(), -1)
@@ -229,9 +254,10 @@ class ReplyModel(BaseEstimator):
                 for reply in encoded:
                     logprobs = first[reply[:1]]
                     if len(reply) > 1:
-                        logits = self.model_(input_ids=torch.tensor([reply[:-1]]), use_cache=True,
+                        logits = self.model_(input_ids=self._on_device(torch.tensor([reply[:-1]])), use_cache=True,
                                              **{keyword: copy.deepcopy(prompt_cache)}).logits[0]
-                        rest = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(reply[1:])[:, None])[:, 0]
+                        following = self._on_device(torch.tensor(reply[1:]))
+                        rest = torch.log_softmax(logits.float(), -1).gather(1, following[:, None])[:, 0]
                         logprobs = torch.cat([logprobs, rest])
                     row_scores.append(logprobs.mean().item())
                 scores.append(np.array(row_scores))
@@ -260,7 +286,8 @@ class ReplyModel(BaseEstimator):
         try:
             with torch.inference_mode():
                 for _, row in examples.iterrows():
-                    self.model_(**self.tokenizer_(self._prompt(row), return_tensors="pt", add_special_tokens=False))
+                    encoded = self.tokenizer_(self._prompt(row), return_tensors="pt", add_special_tokens=False)
+                    self.model_(**to_device(dict(encoded), self.device_))
         finally:
             for hook in hooks:
                 hook.remove()

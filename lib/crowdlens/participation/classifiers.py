@@ -49,11 +49,13 @@ class CentroidClassifier(ProbabilisticClassifier):
     probabilities are a softmax of similarities with a temperature. Embeddings are
     cached on disk (``cache_embeddings``), as the same texts serve several tasks. Used in the training chapter."""
 
-    def __init__(self, model: str = "minilm", temperature: float = 0.05, cache_embeddings: bool = True):
+    def __init__(self, model: str = "minilm", temperature: float = 0.05, cache_embeddings: bool = True,
+                 device: str = "auto"):
         self.model, self.temperature, self.cache_embeddings = model, temperature, cache_embeddings
+        self.device = device  # where the sentence encoder runs (crowdlens.core.device)
 
     def fit(self, texts, labels):
-        vectors = embed(list(texts), self.model, cache=self.cache_embeddings)
+        vectors = embed(list(texts), self.model, cache=self.cache_embeddings, device=self.device)
         labels = np.asarray(labels)
         self.classes_ = np.array(sorted(set(labels)))
         centroids = np.stack([vectors[labels == c].mean(0) for c in self.classes_])
@@ -61,7 +63,8 @@ class CentroidClassifier(ProbabilisticClassifier):
         return self
 
     def predict_proba(self, texts):
-        similarity = embed(list(texts), self.model, cache=self.cache_embeddings) @ self.centroids_.T / self.temperature
+        vectors = embed(list(texts), self.model, cache=self.cache_embeddings, device=self.device)
+        similarity = vectors @ self.centroids_.T / self.temperature
         similarity -= similarity.max(1, keepdims=True)
         p = np.exp(similarity)
         return p / p.sum(1, keepdims=True)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from crowdlens.core import metrics
 from crowdlens.core.metrics import confusion_matrix
 from crowdlens.core.config import cache_dir
+from crowdlens.core.device import device_type, is_accelerator, resolve_device
 from crowdlens.core.encoders import OnnxEncoderClassifier
 from crowdlens.core.hub import embed, resolve_model
 from crowdlens.core.sampling import sample
@@ -95,6 +96,9 @@ class ParticipationScorer:
     (``cache=True`` for the user cache, or a path) only unseen texts are scored.
     ``classifier.to_onnx()`` scores ≈ 3× faster on a CPU (ONNX Runtime, int8 weights;
     ``benchmarks/bench_classifier_throughput.py``), with slightly different scores.
+    The classifier scores on its own device (``load_classifier(device=...)``); the scorer
+    runs no model itself.
+
     Used in the reddit_communities chapter.
     """
 
@@ -121,6 +125,9 @@ class ParticipationScorer:
         if isinstance(binary, OnnxEncoderClassifier):
             parts.append({"backend": "onnxruntime", "quantized": binary.card_.get("onnx_quantized"),
                           "export_format": binary.card_.get("onnx_export_format")})
+        elif binary is not None and is_accelerator(resolve_device(getattr(binary, "device", "cpu"))):
+            # a GPU's scores differ from the CPU's in the last digits: cached apart (CPU keys unchanged)
+            parts.append({"device": device_type(resolve_device(binary.device))})
         blob = json.dumps(parts, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -216,18 +223,19 @@ def score_parquet(path: Path | str, scorer: ParticipationScorer, keep: Sequence[
 
 @functools.lru_cache(maxsize=4)
 def _worker_scorer(classifier_path: str, terms: tuple[str, ...], min_matches: int, cache_path: str | None,
-                   threads: int) -> ParticipationScorer:
-    """One scorer per worker process, loaded once (workers keep it between partitions)."""
+                   threads: int, device: str = "cpu") -> ParticipationScorer:
+    """One scorer per worker process, loaded once (workers keep it between partitions)
+    and scoring on ``device``, the device the caller's classifier scores on."""
     import torch
 
     torch.set_num_threads(threads)
-    classifier = ParticipationClassifier.load(Path(classifier_path))
+    classifier = ParticipationClassifier.load(Path(classifier_path), device=device)
     return ParticipationScorer(classifier, list(terms), min_matches, cache=cache_path or None, progress=False)
 
 
 def _score_partition(partition: pd.DataFrame, classifier_path: str, terms: tuple[str, ...], min_matches: int,
-                     cache_path: str | None, threads: int, keep: tuple[str, ...]) -> pd.DataFrame:
-    scorer = _worker_scorer(classifier_path, terms, min_matches, cache_path, threads)
+                     cache_path: str | None, threads: int, keep: tuple[str, ...], device: str = "cpu") -> pd.DataFrame:
+    scorer = _worker_scorer(classifier_path, terms, min_matches, cache_path, threads, device)
     return _scored_chunk(partition, scorer, keep)
 
 
@@ -272,7 +280,8 @@ def score_dask(path: Path | str, scorer: ParticipationScorer, keep: Sequence[str
     threads = max(1, (os.cpu_count() or 2) // max(1, n_workers))
     with dask_client(scheduler, n_workers):
         result = frame.map_partitions(_score_partition, str(classifier_path), tuple(scorer.dictionary.terms),
-                                      scorer.min_matches, cache_path, threads, tuple(keep), meta=meta).compute()
+                                      scorer.min_matches, cache_path, threads, tuple(keep),
+                                      getattr(scorer.classifier, "device", "cpu"), meta=meta).compute()
     return result.reset_index(drop=True)
 
 
@@ -400,9 +409,9 @@ def keyword_profile(texts: Sequence[str], groups: Sequence[str], words: Dictiona
 
 
 def topic_profile(texts: Sequence[str], groups: Sequence[str], n_topics: int = 20, model: str = "minilm",
-                  embeddings: np.ndarray | None = None, seed: int = 0, progress: bool = False):
-    """BERTopic topics of ``texts`` (offline MiniLM embeddings; PCA + k-means in place of
-    UMAP + HDBSCAN so that every text gets a topic and runs are deterministic).
+                  embeddings: np.ndarray | None = None, seed: int = 0, progress: bool = False, device: str = "auto"):
+    """BERTopic topics of ``texts`` (offline MiniLM embeddings on ``device``; PCA + k-means
+    in place of UMAP + HDBSCAN so that every text gets a topic and runs are deterministic).
 
     Returns (fitted BERTopic, group × topic share table, topic info table).
     Used in the reddit_communities chapter.
@@ -414,10 +423,11 @@ def topic_profile(texts: Sequence[str], groups: Sequence[str], n_topics: int = 2
     from sklearn.feature_extraction.text import CountVectorizer
 
     texts = [str(t) for t in texts]
+    device = resolve_device(device)
     if embeddings is None:
-        embeddings = embed(texts, model=model, progress=progress)
+        embeddings = embed(texts, model=model, progress=progress, device=device)
     topic_model = BERTopic(
-        embedding_model=SentenceTransformer(resolve_model(model), device="cpu"),
+        embedding_model=SentenceTransformer(resolve_model(model), device=device),
         umap_model=PCA(n_components=10, random_state=seed),
         hdbscan_model=KMeans(n_clusters=n_topics, random_state=seed, n_init=4),
         vectorizer_model=CountVectorizer(stop_words="english"),  # fitted on one document per topic

@@ -30,8 +30,9 @@ from sklearn.base import BaseEstimator
 from tqdm import tqdm
 
 from crowdlens.core.config import atomic_dir
+from crowdlens.core.device import device_type, is_accelerator, mixed_precision, resolve_device, to_device
 from crowdlens.core.estimators import ProbabilisticClassifier
-from crowdlens.core.hub import load_causal_lm, models_cache_dir
+from crowdlens.core.hub import check_four_bit, load_causal_lm, models_cache_dir
 from crowdlens.participation.labels import DEFINITIONS, FIVE_CLASSES, LABEL_WORDS, NEIGHBOURS
 
 
@@ -65,12 +66,14 @@ class LLMAnnotator(BaseEstimator):
     definitions) is encoded once and its key/value cache reused for every comment.
     With ``calibrate`` the scores of a content-free comment ("N/A") are subtracted,
     which removes a small model's preference for some label names (contextual
-    calibration, Zhao et al. 2021).
+    calibration, Zhao et al. 2021). ``device`` runs the model (``crowdlens.core.device``;
+    half-precision weights on an accelerator, float32 on the CPU).
     """
 
     def __init__(self, model: str = "smollm2", labels: Sequence[str] = FIVE_CLASSES, calibrate: bool = True,
-                 max_chars: int = 1000):
+                 max_chars: int = 1000, device: str = "auto"):
         self.model, self.labels, self.calibrate, self.max_chars = model, labels, calibrate, max_chars
+        self.device = device
 
     def fit(self, texts=None, labels=None) -> "LLMAnnotator":
         """Load the model and encode the prompt's shared head; learns nothing from data
@@ -78,7 +81,8 @@ class LLMAnnotator(BaseEstimator):
         import torch
 
         self.labels_ = list(self.labels)
-        self.tokenizer_, self.lm_ = load_causal_lm(self.model)
+        self.device_ = resolve_device(self.device)
+        self.tokenizer_, self.lm_ = load_causal_lm(self.model, self.device_)
         self.lm_.eval()
         template = self.tokenizer_.apply_chat_template(annotation_prompt(COMMENT_SLOT, self.labels_),
                                                        add_generation_prompt=True, tokenize=False)
@@ -86,11 +90,15 @@ class LLMAnnotator(BaseEstimator):
         self.head_ids_ = self.tokenizer_(head, add_special_tokens=False)["input_ids"]
         self.label_ids_ = [self.tokenizer_(label, add_special_tokens=False)["input_ids"] for label in self.labels_]
         with torch.inference_mode():
-            self.head_cache_ = _cache_of(self._forward(torch.tensor([self.head_ids_]), None, None))
+            self.head_cache_ = _cache_of(self._forward(self._on_device(torch.tensor([self.head_ids_])), None, None))
         self.baseline_ = np.zeros(len(self.labels_))
         if self.calibrate:
             self.baseline_ = self.scores("N/A")
         return self
+
+    def _on_device(self, tensor):
+        """``tensor`` on the model's device (on the CPU, ``tensor`` itself)."""
+        return to_device({"t": tensor}, self.device_)["t"]
 
     def _forward(self, input_ids, attention_mask, cache):
         # transformers 5 renamed past_key_values to cache; accept both generations
@@ -106,13 +114,15 @@ class LLMAnnotator(BaseEstimator):
         seen = len(self.head_ids_) + len(rest)
         with torch.inference_mode():
             # the comment once, then all labels as one batch on top of its cache
-            out = self._forward(torch.tensor([rest]), torch.ones(1, seen, dtype=torch.long), cache)
+            out = self._forward(self._on_device(torch.tensor([rest])),
+                                self._on_device(torch.ones(1, seen, dtype=torch.long)), cache)
             first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
             cache = _cache_of(out)
             width = max(map(len, self.label_ids_))
             pad = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
-            batch = torch.tensor([ids + [pad] * (width - len(ids)) for ids in self.label_ids_])
-            mask = torch.tensor([[1] * (seen + len(ids)) + [0] * (width - len(ids)) for ids in self.label_ids_])
+            batch = self._on_device(torch.tensor([ids + [pad] * (width - len(ids)) for ids in self.label_ids_]))
+            mask = self._on_device(torch.tensor([[1] * (seen + len(ids)) + [0] * (width - len(ids))
+                                                 for ids in self.label_ids_]))
             cache.batch_repeat_interleave(len(self.label_ids_))
             later = torch.log_softmax(self._forward(batch, mask, cache).logits.float(), dim=-1)
         result = []
@@ -137,10 +147,10 @@ class LLMAnnotator(BaseEstimator):
 
 
 def llm_annotate(texts: Sequence[str], model: str = "smollm2", labels: Sequence[str] = FIVE_CLASSES,
-                 calibrate: bool = True, progress: bool = True) -> pd.DataFrame:
+                 calibrate: bool = True, progress: bool = True, device: str = "auto") -> pd.DataFrame:
     """Zero-shot labels for ``texts`` (see ``LLMAnnotator``): label, per-label scores, seconds.
     Used in the annotation and training chapters."""
-    return LLMAnnotator(model, labels, calibrate=calibrate).annotate(texts, progress=progress)
+    return LLMAnnotator(model, labels, calibrate=calibrate, device=device).annotate(texts, progress=progress)
 
 
 # Fine-tuned: SFT and DPO ------------------------------------------------------------
@@ -180,9 +190,30 @@ def _cached_dir(kind: str, settings: dict) -> Path:
     return models_cache_dir() / f"participation-{kind}-{digest}"
 
 
-def _load(model: str | Path):
-    tokenizer, lm = load_causal_lm(str(model))
+def _load(model: str | Path, device: str = "cpu", load_in_4bit: bool = False):
+    tokenizer, lm = load_causal_lm(str(model), device, load_in_4bit=load_in_4bit)
     return tokenizer, lm
+
+
+def _trainer_device_options(device: str, load_in_4bit: bool = False) -> dict:
+    """trl/Trainer settings for ``device``. The CPU's are fixed: float32 and no autocast
+    (trl defaults to bf16 autocast, which CPUs without bf16 units emulate ~10-100x slower;
+    one 8-comment SFT step took 228 s), no gradient checkpointing (it saves memory a 135M
+    model never lacks). An accelerator computes in ``mixed_precision`` and checkpoints
+    activations, which an 8B model needs to fit a 24-40 GB GPU."""
+    if load_in_4bit:
+        check_four_bit(device)
+    if not is_accelerator(device):
+        return dict(use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=False)
+    if device_type(device) == "cuda" and device not in ("cuda", "cuda:0"):
+        # Trainer always trains on cuda:0 of the GPUs it sees
+        raise ValueError(f"SFT/DPO train on the first visible GPU; to train on {device}, run with "
+                         f"CUDA_VISIBLE_DEVICES={device.split(':')[1]} and device='cuda'")
+    import torch
+
+    dtype = mixed_precision(device)
+    return dict(use_cpu=False, bf16=dtype is torch.bfloat16, fp16=dtype is torch.float16,
+                gradient_checkpointing=True)
 
 
 @contextlib.contextmanager
@@ -206,43 +237,50 @@ def _quiet(progress: bool):
             datasets.enable_progress_bars()
 
 
-def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int, progress: bool) -> Path:
-    """Run SFT or DPO with LoRA, merge the adapters and save the model (atomically)."""
+def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int, progress: bool,
+           device: str = "cpu", load_in_4bit: bool = False) -> Path:
+    """Run SFT or DPO with LoRA on ``device`` (resolved), merge the adapters and save the
+    model (atomically). With ``load_in_4bit`` (CUDA) the base is 4-bit while the adapters
+    train (QLoRA); they are then merged into the base in half precision."""
     import tempfile
 
     from peft import LoraConfig
 
-    target = _cached_dir(kind, {**settings, "base": str(model), "rows": dataset.num_rows,
+    # the device and 4-bit weights join the key only when used, so the CPU's cached models keep theirs
+    extra = {**({"device": device_type(device)} if is_accelerator(device) else {}),
+             **({"load_in_4bit": True} if load_in_4bit else {})}
+    target = _cached_dir(kind, {**settings, "base": str(model), "rows": dataset.num_rows, **extra,
                                 "data": hashlib.sha256(json.dumps(dataset.to_dict(), sort_keys=True).encode()).hexdigest()})
     if (target / "config.json").is_file():
         return target
-    tokenizer, lm = _load(model)
+    placement = _trainer_device_options(device, load_in_4bit)
+    tokenizer, lm = _load(model, device, load_in_4bit)
     peft_config = LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.05, target_modules="all-linear",
                              task_type="CAUSAL_LM")
     common = dict(per_device_train_batch_size=settings["batch_size"], num_train_epochs=settings["epochs"],
                   learning_rate=settings["learning_rate"], max_length=settings["max_length"], seed=settings["seed"],
-                  logging_steps=1, report_to="none", save_strategy="no", use_cpu=True, disable_tqdm=not progress,
-                  # trl defaults to bf16 autocast, which CPUs without bf16 units emulate ~100x slower
-                  # (one 8-comment SFT step: 228 s); checkpointing saves memory a 135M model never lacks
-                  bf16=False, fp16=False, gradient_checkpointing=False)
+                  logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=not progress, **placement)
     with tempfile.TemporaryDirectory(prefix=f"crowdlens-{kind}-") as scratch, _quiet(progress):
         if kind == "sft":
             from trl import SFTConfig, SFTTrainer
 
-            trainer = SFTTrainer(model=lm, args=SFTConfig(output_dir=scratch, completion_only_loss=True, **common),
+            trainer = SFTTrainer(model=lm, args=_one_gpu(SFTConfig(output_dir=scratch, completion_only_loss=True, **common)),
                                  train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
         else:
             from trl import DPOConfig, DPOTrainer
 
-            trainer = DPOTrainer(model=lm, args=DPOConfig(output_dir=scratch, beta=settings["beta"], **common),
+            trainer = DPOTrainer(model=lm, args=_one_gpu(DPOConfig(output_dir=scratch, beta=settings["beta"], **common)),
                                  train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)
         if not progress:
             from transformers.trainer_callback import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)  # it prints every log dict; the history is kept anyway
         trainer.train()
-        merged = trainer.model.merge_and_unload()
         history = [entry for entry in trainer.state.log_history if "loss" in entry]
+        if load_in_4bit:
+            merged = _merge_into_half_precision(trainer, model, device, Path(scratch) / "adapter")
+        else:
+            merged = trainer.model.merge_and_unload()
     with atomic_dir(target) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
@@ -250,24 +288,53 @@ def _train(kind: str, model: str | Path, dataset, settings: dict, lora_rank: int
     return target
 
 
+def _one_gpu(config):
+    """``config`` training on one GPU: Trainer wraps the model in DataParallel over every
+    visible GPU, which a 4-bit model placed on one of them cannot be."""
+    if not config.use_cpu and config.n_gpu > 1:  # n_gpu sets the devices up first, so this value stays
+        config._n_gpu = 1
+    return config
+
+
+def _merge_into_half_precision(trainer, model: str | Path, device: str, adapter_dir: Path):
+    """QLoRA's last step: the adapters trained on the 4-bit base, merged into the base in
+    half precision (merging into 4-bit weights would round them once more). The merge runs
+    in CPU memory: the GPU still holds the 4-bit model, and adding B·A to each weight is
+    no work worth a GPU."""
+    from peft import PeftModel
+
+    trainer.model.save_pretrained(adapter_dir)  # the adapters only
+    _, base = _load(model, "cpu")
+    return PeftModel.from_pretrained(base.to(mixed_precision(device)), adapter_dir).merge_and_unload()
+
+
 def sft(texts: Sequence[str], labels: Sequence[str], model: str = "smollm2", lora_rank: int = 8, epochs: int = 1,
         learning_rate: float = 2e-4, batch_size: int = 8, max_length: int = 160, seed: int = 0,
-        progress: bool = True) -> Path:
-    """LoRA supervised fine-tuning to write the label; returns the merged model's folder.
+        progress: bool = True, device: str = "auto", load_in_4bit: bool = False) -> Path:
+    """LoRA supervised fine-tuning to write the label, on ``device`` (``crowdlens.core.device``;
+    float32 on the CPU, mixed precision on a GPU); ``load_in_4bit`` (CUDA only) trains the
+    adapters on a 4-bit base, for 8B models on a 24 GB GPU. Returns the merged model's folder.
     Used in the training chapter."""
     settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
                     seed=seed)
-    return _train("sft", model, sft_dataset(texts, labels), settings, lora_rank, progress)
+    device = resolve_device(device)
+    if load_in_4bit:
+        check_four_bit(device)  # before the data and the model are prepared
+    return _train("sft", model, sft_dataset(texts, labels), settings, lora_rank, progress, device, load_in_4bit)
 
 
 def dpo(texts: Sequence[str], labels: Sequence[str], model: str | Path, beta: float = 0.1, lora_rank: int = 8,
         epochs: int = 1, learning_rate: float = 5e-5, batch_size: int = 4, max_length: int = 160, seed: int = 0,
-        progress: bool = True) -> Path:
-    """DPO from ``model`` (the SFT model's folder), the frozen ``model`` as reference;
-    returns the merged model's folder. Used in the training chapter."""
+        progress: bool = True, device: str = "auto", load_in_4bit: bool = False) -> Path:
+    """DPO from ``model`` (the SFT model's folder), the frozen ``model`` as reference, on
+    ``device`` (and a 4-bit base with ``load_in_4bit``, as ``sft``); returns the merged
+    model's folder. Used in the training chapter."""
     settings = dict(epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, max_length=max_length,
                     seed=seed, beta=beta)
-    return _train("dpo", model, preference_dataset(texts, labels, seed=seed), settings, lora_rank, progress)
+    device = resolve_device(device)
+    if load_in_4bit:
+        check_four_bit(device)  # before the data and the model are prepared
+    return _train("dpo", model, preference_dataset(texts, labels, seed=seed), settings, lora_rank, progress, device, load_in_4bit)
 
 
 def training_history(model_dir: Path | str) -> list[dict]:
@@ -280,15 +347,18 @@ class LMLabelScorer(ProbabilisticClassifier):
 
     ``predict_proba`` is the softmax of each label's mean token log-probability;
     ``classes_`` the label names, like the other classifiers of ``crowdlens.participation``.
+    ``device`` runs the model (``crowdlens.core.device``).
     Used in the training chapter.
     """
 
-    def __init__(self, model: str | Path = "smollm2", labels: Sequence[str] = FIVE_CLASSES, batch_size: int = 8):
-        self.model, self.labels, self.batch_size = model, labels, batch_size
+    def __init__(self, model: str | Path = "smollm2", labels: Sequence[str] = FIVE_CLASSES, batch_size: int = 8,
+                 device: str = "auto"):
+        self.model, self.labels, self.batch_size, self.device = model, labels, batch_size, device
 
     def fit(self, texts=None, labels=None) -> "LMLabelScorer":
         """Load the (already fine-tuned) model; ``predict_proba`` calls it once."""
-        self.tokenizer_, self.lm_ = _load(self.model)
+        self.device_ = resolve_device(self.device)
+        self.tokenizer_, self.lm_ = _load(self.model, self.device_)
         self.lm_.eval()
         self.classes_ = np.asarray(list(self.labels))
         self.label_ids_ = [self.tokenizer_(f" {LABEL_WORDS[label]}", add_special_tokens=False)["input_ids"]
@@ -313,7 +383,8 @@ class LMLabelScorer(ProbabilisticClassifier):
                 mask = torch.zeros((len(sequences), width), dtype=torch.long)
                 for row, (_, _, seq) in enumerate(sequences):
                     ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
-                logp = torch.log_softmax(self.lm_(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+                batch = to_device({"input_ids": ids, "attention_mask": mask}, self.device_)
+                logp = torch.log_softmax(self.lm_(**batch).logits.float(), dim=-1)
                 for row, (i, j, _) in enumerate(sequences):
                     n_prompt, label = len(prompts[i]), self.label_ids_[j]
                     positions = torch.arange(n_prompt - 1, n_prompt - 1 + len(label))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from crowdlens.core.config import atomic_dir, cache_dir, git_commit
+from crowdlens.core.device import device_type, is_accelerator, resolve_device
 from crowdlens.core.encoders import EncoderClassifier, OnnxEncoderClassifier
 from crowdlens.core.hub import ModelNotAvailableError
 from crowdlens.core.metrics import confusion_matrix
@@ -47,6 +48,11 @@ class ParticipationClassifier:
         self.none_threshold = card.get("none_threshold", 0.5)
         self.test_predictions = test_predictions
         self.path: Path | None = None
+
+    @property
+    def device(self) -> str:
+        """The device its encoders score on (a ``resolve_device`` name, ``"cpu"`` for ONNX)."""
+        return getattr(self.binary, "device", "cpu")
 
     def predict_proba_binary(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         return self.binary.predict_proba(texts, batch_size)
@@ -109,26 +115,27 @@ class ParticipationClassifier:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "ParticipationClassifier":
+    def load(cls, path: Path, device: str = "auto") -> "ParticipationClassifier":
+        """A saved classifier whose encoders score on ``device`` (``crowdlens.core.device``)."""
         card = json.loads((path / "card.json").read_text())
         predictions_file = path / "test_predictions.csv"
         predictions = pd.read_csv(predictions_file, keep_default_na=False) if predictions_file.is_file() else None
-        classifier = cls(EncoderClassifier.load(path / "binary"), EncoderClassifier.load(path / "levels"), card,
-                         predictions)
+        classifier = cls(EncoderClassifier.load(path / "binary", device=device),
+                         EncoderClassifier.load(path / "levels", device=device), card, predictions)
         classifier.path = Path(path)  # where Dask workers load it from
         return classifier
 
 
 def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column: str = "ActionFocusedText",
                              seed: int = 0, train_rows: int = 0, max_length: int = 128,
-                             progress: bool = True) -> ParticipationClassifier:
-    """Train the layered classifier on the released training set, choose its None
-    threshold on the test comments, and record cross-fitted test metrics, test
-    predictions, data, parameters and git commit in its card."""
+                             progress: bool = True, device: str = "auto") -> ParticipationClassifier:
+    """Train the layered classifier on the released training set (on ``device``), choose
+    its None threshold on the test comments, and record cross-fitted test metrics, test
+    predictions, data, parameters, device and git commit in its card."""
     train, test = load_collective_action("train"), load_collective_action("test")
     train = sample(train, train_rows, seed)  # 0 = every row; a sample only for quick checks
     texts = train[text_column].astype(str).tolist()
-    settings = dict(epochs=epochs, seed=seed, max_length=max_length, progress=progress)
+    settings = dict(epochs=epochs, seed=seed, max_length=max_length, progress=progress, device=device)
     binary = EncoderClassifier(model, **settings).fit(texts, task_labels(train, "binary"))
     positive = train["Label"].notna().to_numpy()
     levels = EncoderClassifier(model, **settings).fit(
@@ -136,6 +143,7 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
 
     card = {"name": "participation", "version": CARD_VERSION, "base_model": model, "epochs": epochs,
             "max_length": max_length, "text_column": text_column, "seed": seed, "train_rows": len(train),
+            "trained_on": resolve_device(device),
             "data": "Pera & Aiello (2025) collective_action train_set.csv; threshold and metrics on test_set.csv"}
     return _with_test_metrics(binary, levels, card, test, seed)
 
@@ -206,8 +214,12 @@ def classifiers_cache_dir() -> Path:
 SAVED_CLASSIFIERS = ("participation", "participation-distilled")
 
 
-def load_classifier(name: str = "participation", retrain: bool = False, **train_kwargs):
+def load_classifier(name: str = "participation", retrain: bool = False, device: str = "auto", **train_kwargs):
     """A saved classifier of the book by name, trained first when the cache lacks it.
+
+    ``device`` trains it and scores with it (``crowdlens.core.device``: default a CUDA GPU,
+    else MPS, else the CPU). A model trained on an accelerator is saved apart from the
+    CPU's (its numbers differ in the last digits), so CPU runs never load it.
 
     ``participation``: the layered participation classifier (binary encoder + level
     encoder, ``crowdlens.participation``), with a model card in ``card``. Training
@@ -224,28 +236,35 @@ def load_classifier(name: str = "participation", retrain: bool = False, **train_
     if name not in SAVED_CLASSIFIERS:
         raise ModelNotAvailableError(f"no saved classifier '{name}'; available: {', '.join(SAVED_CLASSIFIERS)}")
     teacher_kwargs = dict(train_kwargs.pop("teacher", None) or {}) if name != "participation" else {}
-    path = _classifier_folder(name, {**train_kwargs, **({"teacher": teacher_kwargs} if teacher_kwargs else {})})
+    device = resolve_device(device)
+    path = _classifier_folder(name, {**train_kwargs, **({"teacher": teacher_kwargs} if teacher_kwargs else {})},
+                              device)
     card_file = path / "card.json"
     if card_file.is_file() and not retrain:
         card = json.loads(card_file.read_text())
         if card.get("version") == CARD_VERSION and (
-                name == "participation" or _same_teacher(card, _classifier_folder("participation", teacher_kwargs))):
-            return ParticipationClassifier.load(path)
+                name == "participation"
+                or _same_teacher(card, _classifier_folder("participation", teacher_kwargs, device))):
+            return ParticipationClassifier.load(path, device=device)
     if name == "participation":
-        classifier = train_default_classifier(**train_kwargs)
+        classifier = train_default_classifier(**train_kwargs, device=device)
     else:
         if "progress" in train_kwargs:
             teacher_kwargs.setdefault("progress", train_kwargs["progress"])
-        classifier = distil_classifier(load_classifier("participation", **teacher_kwargs), **train_kwargs)
+        classifier = distil_classifier(load_classifier("participation", device=device, **teacher_kwargs),
+                                       **train_kwargs)
     with atomic_dir(path) as staging:
         classifier.save(staging)
-    return ParticipationClassifier.load(path)
+    return ParticipationClassifier.load(path, device=device)
 
 
-def _classifier_folder(name: str, train_kwargs: dict) -> Path:
+def _classifier_folder(name: str, train_kwargs: dict, device: str = "cpu") -> Path:
     """Where a saved classifier lives: its name, plus a hash of non-default arguments,
-    so a quick sample never replaces the full model."""
+    so a quick sample never replaces the full model; the kind of accelerator it was
+    trained on counts as such an argument (the CPU's folders keep their names)."""
     key = {k: v for k, v in sorted(train_kwargs.items()) if k != "progress"}
+    if is_accelerator(device):
+        key["device"] = device_type(device)
     folder = name if not key else f"{name}-" + hashlib.sha256(json.dumps(key, default=str).encode()).hexdigest()[:10]
     return classifiers_cache_dir() / folder
 
