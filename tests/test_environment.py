@@ -58,8 +58,9 @@ def test_the_book_and_the_tests_are_extras_that_make_installs():
     extras = project["optional-dependencies"]
     assert {"jupyter-book", "papermill", "jupytext"} <= {normalise(r)[0] for r in extras["book"]}
     assert {"pytest", "playwright"} <= {normalise(r)[0] for r in extras["test"]}
+    assert {"jupyterlab", "jupytext"} <= {normalise(r)[0] for r in extras["lab"]}
     assert not runtime & {"jupyter-book", "papermill", "jupytext", "pytest", "playwright"}
-    assert '-e ".[book,test]"' in (ROOT / "Makefile").read_text()
+    assert '-e ".[book,test,lab]"' in (ROOT / "Makefile").read_text()
 
 
 def test_the_licence_is_an_spdx_expression():
