@@ -169,7 +169,8 @@ def text_features(train_texts: Sequence[str], test_texts: Sequence[str], dimensi
 def lm_features(texts: Sequence[str], model: str = "smollm2", max_length: int = 128, batch_size: int = 16,
                 progress: bool = False, device: str = "auto") -> np.ndarray:
     """Mean-pooled last hidden states of a (frozen) causal LM, one row per text, computed
-    on ``device`` (``crowdlens.core.device``; half-precision weights on an accelerator)."""
+    on ``device`` (``crowdlens.core.device``; half-precision weights on an accelerator).
+    Used in the weibo_crowds chapter."""
     import torch
     from tqdm.auto import tqdm
 
