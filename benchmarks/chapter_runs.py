@@ -13,6 +13,14 @@ from crowdlens.book import runner as book
 from crowdlens.core.config import cache_dir
 
 
+def target(value, goal, direction: str) -> dict:
+    """One target of a benchmark JSON: ``direction`` ">=" or "<="; not met when unmeasured."""
+    if direction not in (">=", "<="):
+        raise ValueError(f"direction must be '>=' or '<=', got {direction!r}")
+    met = value is not None and (value >= goal if direction == ">=" else value <= goal)
+    return {"value": value, "goal": goal, "direction": direction, "met": bool(met)}
+
+
 def run_meta(path: Path) -> dict:
     """What the book runner recorded of an executed chapter (profile, seconds, commit...)."""
     return nbformat.read(path, as_version=4).metadata.get("crowdlens", {})
