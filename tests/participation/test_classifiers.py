@@ -198,7 +198,7 @@ def test_raw_rows_score_the_most_probable_class():
 def test_experiment_records_each_model_and_builds_the_results_table(frame):
     frame = frame.assign(CommentID=[f"c{i}" for i in range(len(frame))])
     train, test = frame.iloc[:16], frame.iloc[16:]
-    experiment = part.Experiment(train, test, folds=2, seed=0, n_boot=20)
+    experiment = part.Experiment(train, test, folds=2, seed=0, n_boot=20, smoke_test_below=5)
     prototype = part.TfidfLogReg(min_df=1)
     binary = experiment.run("TF-IDF", prototype, "binary")
     experiment.run("TF-IDF", prototype, "multiclass")  # the same prototype serves every task
@@ -206,16 +206,42 @@ def test_experiment_records_each_model_and_builds_the_results_table(frame):
     levels = experiment.run("TF-IDF", prototype, "levels")
     assert levels.rows == [] and len(experiment.evaluations_) == 2  # the level step is not a result
     experiment.layered("TF-IDF", binary, levels)
-    experiment.score_sample("rule (n=4)", "binary", test.iloc[:4], ["None"] * 4)
+    experiment.score_sample("rule (n=6)", "binary", test.iloc[:6], ["None"] * 6)
+    experiment.score_sample("rule (n=4)", "binary", test.iloc[:4], ["None"] * 4)  # a smoke test: 4 < 5
+    experiment.on_target_folds("target", prototype, "binary", ["None", "Participation"], 2)
     results = experiment.results
     assert list(results.drop_duplicates(["model", "task"])[["model", "task"]].itertuples(index=False, name=None)) == [
-        ("TF-IDF", "binary"), ("TF-IDF", "multiclass"), ("TF-IDF", "layered"), ("rule (n=4)", "binary")]
+        ("TF-IDF", "binary"), ("TF-IDF", "multiclass"), ("TF-IDF", "layered"), ("rule (n=6)", "binary"),
+        ("target", "binary")]
     assert set(results["decision"]) == {"raw", "EM prior", "cross-fitted threshold"}
-    assert ("TF-IDF", "layered", "raw") in experiment.predictions and len(experiment.prediction_table()) == 8 * 9
+    # each row says what it used: the threshold rows and the target-fold model used test labels
+    protocol_of = results.set_index(["model", "decision"])["protocol"]
+    assert protocol_of[("TF-IDF", "raw")].iloc[0] == part.PAPER_PROTOCOL
+    assert set(protocol_of[("TF-IDF", "cross-fitted threshold")]) == {part.THRESHOLD_PROTOCOL}
+    assert protocol_of[("target", "raw")] == part.TARGET_FOLDS_PROTOCOL
+    # the smoke test is kept apart, flagged, and explained where it is shown
+    smoke = experiment.smoke_tests()
+    assert list(smoke["model"]) == ["rule (n=4)"] and "rule (n=4)" not in set(results["model"])
+    assert experiment.rows_of("rule (n=4)")["smoke_test"].all()
+    assert "4 test comments" in experiment.smoke_test_note(experiment.rows_of("rule (n=4)"))
+    assert experiment.smoke_test_note(experiment.rows_of("TF-IDF")) == ""
+    assert ("TF-IDF", "layered", "raw") in experiment.predictions and len(experiment.prediction_table()) == 8 * 10  # 9 rules + the target-fold model
     assert not any(key[0].startswith("rule") for key in experiment.predictions)  # sample rows: no predictions
-    table = experiment.table(reference={"paper": "0.71"})
-    assert {"always None (floor)", "paper", "TF-IDF"} <= set(table.index)
-    assert table.loc["paper", "binary"] == "0.71" and table.loc["TF-IDF", "binary"].endswith(")")
+    table = experiment.table(reference={"paper": {"weighted F1 [95% CI]": "0.71"}})
+    assert not table.isna().any().any()  # no cell stands for a model never run on a task
+    assert "rule (n=4)" not in set(table["model"])
+    blocks = list(dict.fromkeys(table["protocol"]))
+    assert blocks == [part.PAPER_PROTOCOL, part.THRESHOLD_PROTOCOL, part.TARGET_FOLDS_PROTOCOL, "constant",
+                      "as published"]
+    paper = table[table["protocol"] == part.PAPER_PROTOCOL]
+    assert set(paper["decision"]) <= {"raw", "EM prior"} and list(paper["task"]).index("multiclass") > 0
+    assert table.set_index("model").loc["paper", "weighted F1 [95% CI]"] == "0.71"
+    assert experiment.best(part.PAPER_PROTOCOL)["protocol"].eq(part.PAPER_PROTOCOL).all()
+    with pytest.raises(ValueError, match="PAPER_PROTOCOL"):
+        experiment.best("made up")
+    with pytest.raises(TypeError):
+        experiment.raw("m", "binary", binary.probabilities, binary.classes)  # the protocol must be said
     assert experiment.floor()["binary"] == pytest.approx(weighted_f1(part.task_labels(test, "binary"), ["None"] * 8))
     other = experiment.with_train(frame.iloc[:8])
     assert other.evaluations_ == [] and other.test is test and other.n_boot == 20
+    assert other.smoke_test_below == 5

@@ -16,7 +16,13 @@ of them never runs another's import in a circle.
 
 from crowdlens.participation import communities, llm_labels  # noqa: F401
 from crowdlens.participation.classifiers import (  # noqa: F401
+    DECISION_PROTOCOLS,
     DECISIONS,
+    PAPER_PROTOCOL,
+    PROTOCOLS,
+    SMOKE_TEST_MAX_ROWS,
+    TARGET_FOLDS_PROTOCOL,
+    THRESHOLD_PROTOCOL,
     CentroidClassifier,
     DictionaryRule,
     Evaluation,
@@ -24,6 +30,7 @@ from crowdlens.participation.classifiers import (  # noqa: F401
     TfidfLogReg,
     average_probabilities,
     best_none_threshold,
+    check_protocol,
     crossfit_none_threshold,
     crossfit_probabilities,
     evaluate_probabilities,

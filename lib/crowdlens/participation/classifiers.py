@@ -205,20 +205,45 @@ def score(y_true, y_pred, n_boot: int = 1000, seed: int = 0) -> dict:
     return {"weighted_f1": point, "ci_low": low, "ci_high": high, "macro_f1": metrics.macro_f1(y_true, y_pred)}
 
 
+#: The paper's protocol: trained on the training set, scored on the test set, no test
+#: label used by the model or its decision rule. Headline numbers come from these rows.
+PAPER_PROTOCOL = "paper protocol (no test labels)"
+#: A None threshold chosen on labelled test comments of the other folds.
+THRESHOLD_PROTOCOL = "threshold cross-fitted on test labels"
+#: A model trained on labelled test comments of the other folds.
+TARGET_FOLDS_PROTOCOL = "trained on labelled test folds"
+#: Every protocol, in the order results tables show them (the paper's first).
+PROTOCOLS = (PAPER_PROTOCOL, THRESHOLD_PROTOCOL, TARGET_FOLDS_PROTOCOL)
+#: Rows scored on fewer test comments than this are smoke tests of the code path (a
+#: quick-profile language model on a handful of comments): kept out of results tables
+#: and figures, listed apart and labelled as such.
+SMOKE_TEST_MAX_ROWS = 50
+
 #: What each decision rule uses besides the training set (the protocol of its numbers).
 DECISIONS = {
     "raw": "the most probable class",
     "EM prior": "the class prior re-estimated by EM on the unlabelled test texts",
     "cross-fitted threshold": "a None threshold chosen on labelled test comments of the other folds",
 }
+#: The protocol of each decision rule on a model trained on the training set.
+DECISION_PROTOCOLS = {"raw": PAPER_PROTOCOL, "EM prior": PAPER_PROTOCOL,
+                      "cross-fitted threshold": THRESHOLD_PROTOCOL}
+
+
+def check_protocol(protocol: str) -> str:
+    """``protocol`` if it is one of ``PROTOCOLS``, else a ValueError naming them."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {', '.join(map(repr, PROTOCOLS))} "
+                         "(crowdlens.participation.PAPER_PROTOCOL and its neighbours)")
+    return protocol
 
 
 @dataclass
 class Evaluation:
     """One model scored on the test comments for one task.
 
-    ``rows``: one per decision rule (model, task, decision, weighted F1 with its 95 %
-    interval, macro F1); ``predictions``: the test predictions by decision rule;
+    ``rows``: one per decision rule (model, task, decision, protocol, test comments
+    ``n``, weighted F1 with its 95 % interval, macro F1); ``predictions``: the test predictions by decision rule;
     ``probabilities`` (columns follow ``classes``) and the fitted ``estimator`` where a
     model produced them.
     """
@@ -237,20 +262,24 @@ class Evaluation:
 
 
 def _scored(name: str, task: str, predictions: dict[str, np.ndarray], y_test: Sequence[str], n_boot: int,
-            seed: int, **fields) -> Evaluation:
-    rows = [{"model": name, "task": task, "decision": decision, **score(y_test, pred, n_boot, seed)}
+            seed: int, protocol: str | None = None, **fields) -> Evaluation:
+    """Rows for each decision rule; ``protocol`` overrides the rule's own (``DECISION_PROTOCOLS``)."""
+    rows = [{"model": name, "task": task, "decision": decision,
+             "protocol": check_protocol(protocol or DECISION_PROTOCOLS[decision]), "n": len(y_test),
+             **score(y_test, pred, n_boot, seed)}
             for decision, pred in predictions.items()]
     return Evaluation(name, task, rows, predictions, **fields)
 
 
 def raw_rows(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str], y_test: Sequence[str],
-             n_boot: int = 1000, seed: int = 0) -> Evaluation:
+             n_boot: int = 1000, seed: int = 0, protocol: str = PAPER_PROTOCOL) -> Evaluation:
     """Score the most probable class only: for probabilities that already come out of
     fold (``crossfit_probabilities``), where a threshold tuned on other folds would
-    reuse labels their models were trained on. Used in the training chapter."""
+    reuse labels their models were trained on. ``protocol`` says what the
+    probabilities used (``PROTOCOLS``). Used in the training chapter."""
     classes = np.asarray(classes)
     return _scored(name, task, {"raw": argmax_labels(probabilities, classes)}, y_test, n_boot, seed,
-                   probabilities=np.asarray(probabilities), classes=classes)
+                   protocol=protocol, probabilities=np.asarray(probabilities), classes=classes)
 
 
 def evaluate_probabilities(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str],
@@ -321,20 +350,25 @@ class Experiment:
     settings every model is scored with (cross-fitting folds, seed, bootstrap draws);
     each model run through it is recorded, and the results table is built from them.
 
-    ``evaluations_`` lists what was recorded, in order; ``results`` is their rows,
-    ``predictions`` their test predictions by (model, task, decision).
+    ``evaluations_`` lists what was recorded, in order; ``all_results`` is their rows,
+    ``results`` the same without smoke tests (rows scored on fewer than
+    ``smoke_test_below`` test comments, listed by ``smoke_tests()``), ``predictions``
+    their test predictions by (model, task, decision).
     Used in the training chapter.
     """
 
     def __init__(self, train: pd.DataFrame, test: pd.DataFrame, text_column: str = "ActionFocusedText",
-                 folds: int = 5, seed: int = 0, n_boot: int = 1000):
+                 folds: int = 5, seed: int = 0, n_boot: int = 1000,
+                 smoke_test_below: int = SMOKE_TEST_MAX_ROWS):
         self.train, self.test, self.text_column = train, test, text_column
         self.folds, self.seed, self.n_boot = folds, seed, n_boot
+        self.smoke_test_below = smoke_test_below
         self.evaluations_: list[Evaluation] = []
 
     def with_train(self, train: pd.DataFrame) -> "Experiment":
         """A new, empty experiment with the same test set and settings and another training set."""
-        return Experiment(train, self.test, self.text_column, self.folds, self.seed, self.n_boot)
+        return Experiment(train, self.test, self.text_column, self.folds, self.seed, self.n_boot,
+                          self.smoke_test_below)
 
     def record(self, evaluation: Evaluation) -> Evaluation:
         self.evaluations_.append(evaluation)
@@ -368,21 +402,25 @@ class Experiment:
         return self.record(layered_rows(name, binary.predictions, levels.predictions["raw"], self.test, self.n_boot,
                                         self.seed))
 
-    def raw(self, name: str, task: str, probabilities: np.ndarray, classes: Sequence[str]) -> Evaluation:
-        """Out-of-fold ``probabilities`` scored by their most probable class (``raw_rows``)."""
-        return self.record(raw_rows(name, task, probabilities, classes, self.labels(task), self.n_boot, self.seed))
+    def raw(self, name: str, task: str, probabilities: np.ndarray, classes: Sequence[str], *,
+            protocol: str) -> Evaluation:
+        """Out-of-fold ``probabilities`` scored by their most probable class (``raw_rows``);
+        ``protocol`` (one of ``PROTOCOLS``) says whether they used test labels."""
+        return self.record(raw_rows(name, task, probabilities, classes, self.labels(task), self.n_boot, self.seed,
+                                    protocol))
 
     def on_target_folds(self, name: str, estimator, task: str, classes: Sequence[str], folds: int) -> Evaluation:
         """A fresh copy of ``estimator`` per fold of the labelled test comments, trained on
         the other folds (``crossfit_probabilities``), scored raw."""
         probabilities = crossfit_probabilities(lambda: clone(estimator, safe=False), self.test_texts(),
                                                self.labels(task), classes, folds, self.seed)
-        return self.raw(name, task, probabilities, classes)
+        return self.raw(name, task, probabilities, classes, protocol=TARGET_FOLDS_PROTOCOL)
 
     def score_sample(self, name: str, task: str, sample: pd.DataFrame, predictions: Sequence[str]) -> Evaluation:
         """Raw predictions of a model scored on a sample of the test comments only (a
         language model); its rows are recorded, its predictions are not (other rows)."""
-        return self.record(Evaluation(name, task, [{"model": name, "task": task, "decision": "raw", **score(
+        return self.record(Evaluation(name, task, [{"model": name, "task": task, "decision": "raw",
+                                                    "protocol": PAPER_PROTOCOL, "n": len(sample), **score(
             self.labels(task, sample), predictions, self.n_boot, self.seed)}]))
 
     def floor(self) -> dict[str, float]:
@@ -391,36 +429,73 @@ class Experiment:
                 for task in ("binary", "multiclass")}
 
     @property
+    def all_results(self) -> pd.DataFrame:
+        """Every recorded row, with ``smoke_test`` (scored on fewer than ``smoke_test_below`` comments)."""
+        rows = pd.DataFrame([row for evaluation in self.evaluations_ for row in evaluation.rows])
+        if rows.empty:
+            return rows
+        return rows.assign(smoke_test=rows["n"] < self.smoke_test_below)
+
+    @property
     def results(self) -> pd.DataFrame:
-        return pd.DataFrame([row for evaluation in self.evaluations_ for row in evaluation.rows])
+        """The recorded rows that are results: smoke tests left out (``smoke_tests``)."""
+        rows = self.all_results
+        return rows if rows.empty else rows[~rows["smoke_test"]].drop(columns="smoke_test").reset_index(drop=True)
+
+    def smoke_tests(self) -> pd.DataFrame:
+        """The rows scored on too few test comments to be results (they check the code path)."""
+        rows = self.all_results
+        return rows if rows.empty else rows[rows["smoke_test"]].reset_index(drop=True)
+
+    def smoke_test_note(self, rows: pd.DataFrame) -> str:
+        """A sentence for rows that are smoke tests ("" when none is): shown with them."""
+        if rows.empty or "smoke_test" not in rows or not rows["smoke_test"].any():
+            return ""
+        n = int(rows.loc[rows["smoke_test"], "n"].max())
+        return (f"Smoke test: scored on {n} test comments (fewer than {self.smoke_test_below}), it checks that "
+                "the step runs and is left out of the results table and figures; run the full profile for results.")
 
     @property
     def predictions(self) -> dict[tuple[str, str, str], np.ndarray]:
         return {(e.name, e.task, decision): p for e in self.evaluations_ for decision, p in e.predictions.items()}
 
     def rows_of(self, contains: str) -> pd.DataFrame:
-        """The result rows of the models whose name contains ``contains``."""
+        """Every recorded row (smoke tests included, flagged) of the models whose name contains ``contains``."""
+        results = self.all_results
+        return results[results["model"].str.contains(contains, regex=False)].reset_index(drop=True)
+
+    def best(self, protocol: str | None = None) -> pd.DataFrame:
+        """Each (protocol, model, task)'s row with its best decision rule; only ``protocol``'s when given."""
         results = self.results
-        return results[results["model"].str.contains(contains, regex=False)]
+        if protocol is not None:
+            results = results[results["protocol"] == check_protocol(protocol)]
+        return (results.sort_values("weighted_f1", ascending=False)
+                .groupby(["protocol", "model", "task"], as_index=False, sort=False).first())
 
-    def best(self) -> pd.DataFrame:
-        """Each (model, task)'s row with its best decision rule."""
-        return self.results.sort_values("weighted_f1", ascending=False).groupby(["model", "task"],
-                                                                                as_index=False).first()
-
-    def table(self, reference: dict[str, str] | None = None) -> pd.DataFrame:
-        """Model × task: the best decision rule's weighted F1 [95 % CI] (rule in brackets),
-        the always-None floor, and ``reference`` rows (label → text in every column)."""
+    def table(self, reference: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
+        """The results table in long form: one row per (protocol, task, model) that was run,
+        its best decision rule's weighted F1 [95 % CI], that rule, and the test comments
+        scored; the paper protocol first, each task's always-None floor, then
+        ``reference`` rows (label → columns, e.g. a paper's published figure). No cell
+        stands for a model that was never run on a task; smoke tests are left out."""
         best = self.best()
-        best["weighted F1 [95% CI]"] = best.apply(
-            lambda r: f"{r.weighted_f1:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] ({r.decision})", axis=1)
-        table = best.pivot(index="model", columns="task", values="weighted F1 [95% CI]")
+        order = {p: i for i, p in enumerate(PROTOCOLS)}
+        tasks = {t: i for i, t in enumerate(("binary", "multiclass", "layered"))}
+        best = best.assign(_p=best["protocol"].map(order), _t=best["task"].map(tasks).fillna(len(tasks)))
+        best = best.sort_values(["_p", "_t", "weighted_f1"], ascending=[True, True, False])
+        rows = [{"protocol": r.protocol, "task": r.task, "model": r.model,
+                 "weighted F1 [95% CI]": f"{r.weighted_f1:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]",
+                 "decision": r.decision, "test comments": int(r.n)} for r in best.itertuples()]
         floor = self.floor()
-        table.loc["always None (floor)"] = {t: f"{floor['binary' if t == 'binary' else 'multiclass']:.3f}"
-                                           for t in table.columns}
-        for label, text in (reference or {}).items():
-            table.loc[label] = {t: text for t in table.columns}
-        return table
+        for task in [t for t in tasks if t in set(best["task"])]:
+            rows.append({"protocol": "constant", "task": task, "model": "always None (floor)",
+                         "weighted F1 [95% CI]": f"{floor['binary' if task == 'binary' else 'multiclass']:.3f}",
+                         "decision": "none", "test comments": len(self.test)})
+        for label, columns in (reference or {}).items():
+            rows.append({"protocol": "as published", "task": "not stated", "model": label,
+                         "weighted F1 [95% CI]": "", "decision": "not stated", "test comments": "",
+                         **columns})
+        return pd.DataFrame(rows)
 
     def prediction_table(self) -> pd.DataFrame:
         """Every recorded test prediction in long form (CommentID, row, model, task, decision, prediction, truth)."""
