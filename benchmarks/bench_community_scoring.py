@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 
+from chapter_runs import target
+
 SIZES = [10_000, 100_000, None]
 
 CHILD = r"""
@@ -50,6 +52,6 @@ def run() -> dict:
         "runs": results,
         "rows_per_s_ratio_all_vs_10k": round(rates[-1] / rates[0], 2),
         "peak_rss_ratio_all_vs_10k": round(memory[-1] / memory[0], 2),
-        "target": "throughput roughly flat and memory bounded as rows grow",
-        "meets_target": bool(rates[-1] / rates[0] > 0.5 and memory[-1] / memory[0] < 2.0),
+        "targets": {"rows_per_s_ratio_all_vs_10k": target(round(rates[-1] / rates[0], 2), 0.5, ">="),
+                    "peak_rss_ratio_all_vs_10k": target(round(memory[-1] / memory[0], 2), 2.0, "<=")},
     }

@@ -6,7 +6,7 @@ personalised model beats LoRA without user context on ROUGE-L and emotion agreem
 
 from __future__ import annotations
 
-from chapter_runs import chapter_results, run_metadata
+from chapter_runs import chapter_results, run_metadata, target
 
 CHAPTER = "weibo_crowds"
 
@@ -26,8 +26,13 @@ def run() -> dict:
             "difference": round(row["difference vs (a)"], 4), "ci": [round(row["ci_low"], 4), round(row["ci_high"], 4)]}
     personalised = [m for m in micro if m.startswith(("(b", "(c"))]  # (b), (b+) copy-aware, (c)
     beats = {m: all(micro[m][k]["ci"][0] > 0 for k in ("rouge_l", "emotion_agrees")) for m in personalised}
+    targets = {f"macro_js_reduction_{split}": target(v["reduction"], 0.30, ">=") for split, v in macro.items()}
+    for model in personalised:  # the lower end of the paired interval must be above zero
+        for measure in ("rouge_l", "emotion_agrees"):
+            targets[f"micro_{model}_{measure}_ci_low"] = target(micro[model][measure]["ci"][0], 0.0, ">=")
     return {
         "profile": "full",
+        "targets": targets,
         **run_metadata(meta),
         "macro": macro,
         "macro_target": "best JS >= 30 % below the global prior",

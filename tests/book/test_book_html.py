@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -54,8 +55,8 @@ def browser():
 
 def test_book_has_the_expected_pages():
     names = pages()
-    for expected in ["intro.html", "chapters/data_tour.html", "teaching.html", "provenance.html", "api.html",
-                     "references.html", "search.html"]:
+    for expected in ["intro.html", "key_results.html", "chapters/data_tour.html", "teaching.html",
+                     "provenance.html", "performance.html", "api.html", "references.html", "search.html"]:
         assert expected in names
 
 
@@ -111,6 +112,33 @@ def test_search_page_finds_a_word_from_the_book(site, browser):
     page.wait_for_selector("#search-results ul.search li", timeout=15000)
     results = page.locator("#search-results ul.search li").all_inner_texts()
     assert any("tour" in r.lower() or "teaching" in r.lower() for r in results), results
+    page.close()
+
+
+def test_key_results_page_shows_computed_numbers_of_both_studies(site, browser):
+    page = browser.new_page()
+    page.goto(urljoin(site, "key_results.html"), wait_until="load")
+    tables = page.locator("table")
+    assert tables.count() == 2  # one per study
+    for index in range(2):
+        rows = tables.nth(index).locator("tbody tr").all_inner_texts()
+        assert rows and all(re.search(r"\d\.\d{2}", row) for row in rows), rows  # computed values
+        links = tables.nth(index).locator("tbody a.reference.internal")
+        assert links.count() == len(rows)  # each number links to the section that explains it
+        href = links.first.get_attribute("href")
+        assert "chapters/" in href and "#" in href, href
+    text = page.inner_text("main")
+    assert "0.71" in text  # the paper's figure beside the chapter's own
+    if "quick ·" in text:
+        assert "quick profile" in text and "samples" in text
+    page.close()
+
+
+def test_performance_page_draws_the_committed_benchmarks(site, browser):
+    page = browser.new_page()
+    page.goto(urljoin(site, "performance.html"), wait_until="load")
+    assert page.locator("main img").count() >= 1  # at least the chapter times
+    assert "quick_book_seconds" in page.inner_text("main")
     page.close()
 
 

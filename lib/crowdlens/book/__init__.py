@@ -25,6 +25,7 @@ from crowdlens.book.runner import (  # noqa: F401
     read_notebook,
     toc_chapters,
     validate_parameters,
+    write_generated_pages,
     write_provenance_page,
 )
 from crowdlens.core.config import git_commit  # noqa: F401

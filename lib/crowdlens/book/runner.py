@@ -44,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from crowdlens.book import pages
 from crowdlens.core.config import PACKAGE_DIR, atomic_path, cache_dir, git_commit, project_root, sha256_file
 from crowdlens.core.device import DeviceNotAvailableError, check_device_name, device_description, resolve_device
 from crowdlens.data.registry import TABLES, data_dir
@@ -908,6 +909,15 @@ def write_provenance_page(chapters: list[str] | None = None) -> Path:
     return target
 
 
+def write_generated_pages(chapters: list[str] | None = None) -> list[Path]:
+    """The key-results page (from the executed chapters' published results) and the
+    performance page (from ``benchmarks/results/*.json``), written into ``book/``."""
+    chapters = chapters if chapters is not None else toc_chapters()
+    notebooks = {name: executed_dir() / f"{name}.ipynb" for name in chapters}
+    return [pages.write_key_results_page(book_dir() / "key_results.md", notebooks),
+            pages.write_performance_page(book_dir() / "performance.md", _root() / "benchmarks" / "results")]
+
+
 def build_html(quiet: bool = False) -> Path:
     """``jupyter-book build book/`` (notebooks are already executed; Sphinx does not re-run them)."""
     _book_module("jupyter_book")
@@ -970,6 +980,7 @@ def build_book(
             runs.append(execute_chapter(name, profile, overrides.get(name),
                                         force=force and (only is None or name in only), progress=progress))
         write_provenance_page(chapters)
+        write_generated_pages(chapters)
         if html:
             build_html(quiet=not progress)
     except Interrupted:
