@@ -86,17 +86,18 @@ _PAPER_MODELS: dict[str, dict[str, Any]] = {
 #: here run with the defaults of their ``parameters`` cell.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
+        # the quick book is a class's first build: about 8 minutes on 2 cores in all
+        # (benchmarks/bench_book_quick.py). Every step runs on a sample; the language-model
+        # rows are smoke tests on a few comments, kept out of the results tables.
         "data_tour": {"sample_rows": 20_000},
-        "annotation": {"crowd_items": 300, "repetitions": 1, "llm_sample": 40},
-        # quick training stays within the issue's 5 minutes on 2 cores: the encoders are compute-bound
-        # (3 fits + 2 target folds), the language-model rows are smoke tests on a few comments
-        "training": {"train_rows": 400, "test_rows": 400, "epochs": 1, "max_length": 96, "n_boot": 300, "llm_sample": 20,
-                     "encoder_ablation": False, "sft_rows": 8, "dpo_rows": 4, "llm_tuned_test": 8,
+        "annotation": {"crowd_items": 150, "repetitions": 1, "llm_sample": 16},
+        "training": {"train_rows": 300, "test_rows": 300, "epochs": 1, "max_length": 64, "n_boot": 200,
+                     "llm_sample": 12, "encoder_ablation": False, "sft_rows": 6, "dpo_rows": 4, "llm_tuned_test": 6,
                      "target_folds": 2, "target_tasks": ["multiclass"]},
-        "reddit_communities": {"sample_rows": 15_000, "classifier_train_rows": 800, "classifier_epochs": 2,
-                               "n_boot": 200, "topic_sample": 1500, "n_topics": 8},
-        "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 300, "lm_feature_length": 48, "reply_users": 150,
-                         "reply_steps": 10, "reply_test": 16, "crowd_posts": 3, "crowd_repliers": 6, "n_boot": 200},
+        "reddit_communities": {"sample_rows": 8_000, "classifier_train_rows": 500, "classifier_epochs": 1,
+                               "n_boot": 200, "topic_sample": 800, "n_topics": 6},
+        "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 200, "lm_feature_length": 32, "reply_users": 80,
+                         "reply_steps": 4, "reply_test": 8, "crowd_posts": 2, "crowd_repliers": 4, "n_boot": 200},
     },
     "full": _FULL,
     # the full profile's data sizes with the papers' models, on a CUDA GPU: see check_profile
