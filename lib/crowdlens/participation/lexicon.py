@@ -9,6 +9,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -56,7 +57,7 @@ class Dictionary:
         return len(self.exact) + len(self.prefixes)
 
     def matches(self, token: str) -> bool:
-        return token in self.exact or any(token.startswith(p) for p in self.prefixes)
+        return token in self.exact or token.startswith(self.prefixes)
 
     def count(self, tokens: Sequence[str]) -> int:
         return sum(self.matches(t) for t in tokens)
@@ -66,12 +67,19 @@ def _as_dictionary(words) -> Dictionary:
     return words if isinstance(words, Dictionary) else Dictionary.from_terms(words)
 
 
+@lru_cache(maxsize=8192)
+def _tokenized_sentences(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    # memoised: the annotation chapter scores the same comments with every prefix of a word list
+    sentences = tuple(split_sentences(text))
+    return sentences, tuple(tuple(tokenize(s)) for s in sentences)
+
+
 def _densest_window(text: str, dictionary: Dictionary, context: int = 1) -> tuple[str | None, int]:
     """(window around the densest sentence, dictionary words in the whole text)."""
-    sentences = split_sentences(text)
+    sentences, tokenized = _tokenized_sentences(str(text))
     if not sentences:
         return None, 0
-    counts = [(dictionary.count(tokens), len(tokens)) for tokens in map(tokenize, sentences)]
+    counts = [(dictionary.count(tokens), len(tokens)) for tokens in tokenized]
     shares = [c / n if n else 0.0 for c, n in counts]
     best = int(np.argmax(shares))
     return " ".join(sentences[max(0, best - context): best + context + 1]), sum(c for c, _ in counts)
