@@ -106,6 +106,23 @@ def test_em_correction_stays_stable_where_inversion_swings():
     assert np.isclose(em.sum(), 1) and (em >= 0).all()
 
 
+def test_corrected_prevalence_on_a_stack_equals_one_at_a_time():
+    # bootstrap draws: one share vector and one confusion matrix per draw, some hard to converge
+    rng = np.random.default_rng(0)
+    confusions = rng.dirichlet(np.ones(4) * 0.5, size=(30, 4)) + np.eye(4) * 0.5
+    confusions /= confusions.sum(axis=2, keepdims=True)
+    observed = rng.dirichlet(np.ones(4), size=30)
+    observed[3] = 0  # nothing observed: zeros, as one at a time
+    for method in ("em", "inversion"):
+        stacked = M.corrected_prevalence(observed, confusions, method=method)
+        single = np.array([M.corrected_prevalence(o, c, method=method) for o, c in zip(observed, confusions)])
+        assert stacked.shape == (30, 4)
+        np.testing.assert_allclose(stacked, single, atol=1e-12)
+    # one matrix for many share vectors broadcasts
+    shared = M.corrected_prevalence(observed[:5], confusions[0], method="em")
+    np.testing.assert_allclose(shared[2], M.corrected_prevalence(observed[2], confusions[0], method="em"))
+
+
 def test_divergences():
     p, q = np.array([0.5, 0.5]), np.array([1.0, 0.0])
     assert M.js_divergence(p, p) == pytest.approx(0.0, abs=1e-9)

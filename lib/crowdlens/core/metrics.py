@@ -132,26 +132,46 @@ def corrected_prevalence(observed: np.ndarray, confusion: np.ndarray, method: st
     ill-conditioned (rare classes with few labelled items), where inversion swings to
     the bounds. Both recover the truth when C is exact.
     Used in the weibo_crowds chapter.
+
+    ``observed`` may hold a stack of share vectors (…, k) with one confusion matrix or a
+    stack of them (…, k, k): EM then runs on all at once (bootstrap draws), each stopping
+    when it converges, so every row equals its one-at-a-time result.
     """
     observed = np.asarray(observed, dtype=float)
     confusion = np.asarray(confusion, dtype=float)
     if method == "inversion":
+        if observed.ndim > 1 or confusion.ndim > 2:
+            shape = np.broadcast_shapes(observed.shape[:-1], confusion.shape[:-2])
+            observed = np.broadcast_to(observed, (*shape, observed.shape[-1]))
+            confusion = np.broadcast_to(confusion, (*shape, *confusion.shape[-2:]))
+            return np.array([corrected_prevalence(o, c, "inversion") for o, c in
+                             zip(observed.reshape(-1, observed.shape[-1]),
+                                 confusion.reshape(-1, *confusion.shape[-2:]))]).reshape(observed.shape)
         true, *_ = np.linalg.lstsq(confusion.T, observed, rcond=None)
         true = np.clip(true, 0, None)
         return true / true.sum() if true.sum() > 0 else true
     if method != "em":
         raise ValueError(f"method must be 'inversion' or 'em', not {method!r}")
-    observed = observed / observed.sum() if observed.sum() > 0 else observed
-    true = np.full(len(observed), 1 / len(observed))
+    shape = np.broadcast_shapes(observed.shape[:-1], confusion.shape[:-2])
+    k = observed.shape[-1]
+    observed = np.broadcast_to(observed, (*shape, k)).reshape(-1, k)
+    confusion = np.broadcast_to(confusion, (*shape, k, k)).reshape(-1, k, k)
+    totals = observed.sum(axis=1, keepdims=True)
+    observed = np.divide(observed, totals, out=observed.copy(), where=totals > 0)
+    true = np.full_like(observed, 1 / k)
+    running = np.arange(len(observed))  # rows not yet converged
     for _ in range(max_iter):
-        predicted = confusion.T @ true  # P(predicted j) under the current shares
-        ratio = np.divide(observed, predicted, out=np.zeros_like(observed), where=predicted > 0)
-        new = true * (confusion @ ratio)
-        new = new / new.sum() if new.sum() > 0 else new
-        if np.abs(new - true).max() < tol:
-            return new
-        true = new
-    return true
+        current, matrix, seen = true[running], confusion[running], observed[running]
+        predicted = np.einsum("bij,bi->bj", matrix, current)  # P(predicted j) under the current shares
+        ratio = np.divide(seen, predicted, out=np.zeros_like(seen), where=predicted > 0)
+        new = current * np.einsum("bij,bj->bi", matrix, ratio)
+        sums = new.sum(axis=1, keepdims=True)
+        new = np.divide(new, sums, out=new, where=sums > 0)
+        true[running] = new
+        running = running[np.abs(new - current).max(axis=1) >= tol]
+        if not len(running):
+            break
+    return true.reshape(*shape, k)
 
 
 #: Below this estimated share a class counts as collapsed when its training share was above it.

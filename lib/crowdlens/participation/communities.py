@@ -370,8 +370,17 @@ def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequen
         result[none] += rule_count
         return result / total
 
+    def corrected_draws(counts, matrices):  # corrected() of every bootstrap draw, EM run on all at once
+        model_counts, rule_counts = counts[:, :-1], counts[:, -1]
+        sizes = model_counts.sum(axis=1, keepdims=True)
+        inside = metrics.corrected_prevalence(model_counts / np.maximum(sizes, 1), matrices, method)
+        result = np.where(sizes > 0, inside, 0.0) * sizes
+        result[:, none] += rule_counts
+        totals = counts.sum(axis=1, keepdims=True)
+        return np.divide(result, totals, out=np.zeros_like(result), where=totals > 0)
+
     test_draws = [rng.integers(0, len(y_true), len(y_true)) for _ in range(n_boot)]
-    matrices = [confusion_matrix(y_true[i], y_pred[i], levels) for i in test_draws]
+    matrices = np.array([confusion_matrix(y_true[i], y_pred[i], levels) for i in test_draws])
     rows = []
     for key, group in groups:
         key = key if isinstance(key, tuple) else (key,)
@@ -383,8 +392,7 @@ def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequen
         raw_counts[none] += rule_count
         point = corrected(model_counts, rule_count, confusion)
         cells = np.append(model_counts, rule_count) / max(n, 1)
-        draws = np.array([corrected(d[:-1], d[-1], m) for d, m in zip(rng.multinomial(n, cells, size=n_boot),
-                                                                          matrices)])
+        draws = corrected_draws(rng.multinomial(n, cells, size=n_boot), matrices)
         low, high = np.percentile(draws, [2.5, 97.5], axis=0)
         for i, level in enumerate(levels):
             rows.append({**dict(zip(by, key)), "level": level, "n": n, "raw": raw_counts[i] / max(n, 1),
