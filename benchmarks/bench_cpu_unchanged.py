@@ -29,7 +29,9 @@ from crowdlens.core.config import cache_dir
 TIMING = re.compile(r"(\d+(\.\d+)?\s*(s|sec|seconds|min|it/s|s/it)\b|elapsed|took|wall|per_s|per second|"
                     r"seconds|\d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT)", re.I)
 #: Where a number is not a result: file paths, commit hashes, object addresses in reprs.
-NOT_RESULTS = re.compile(r"(/[\w.\-]+)+|`[0-9a-f]{7,40}`|commit \S+|0x[0-9a-f]+|<matplotlib[^>]*>|Text\([^)]*\)")
+NOT_RESULTS = re.compile(r"(/[\w.\-]+)+|`[0-9a-f]{7,40}`|commit \S+")
+#: The repr of a matplotlib object left as a cell's last value: the figure itself is compared.
+PLOT_REPR = re.compile(r"^\(?\[?(<Figure|<Axes|<matplotlib|Text\(|array\(\[[\d, ]*\]\),\s*\[Text\()")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e-?\d+)?")
 #: Throughput tables print speeds in columns, not lines: their rows are timing too.
 SPEED_COLUMNS = ("comments_per_s", "seconds to train and test", "seconds per comment")
@@ -45,8 +47,9 @@ def text_lines(cell) -> list[str]:
             parts.append(f"error {output.get('ename')}")
         for mime in ("text/plain", "text/markdown"):
             value = output.get("data", {}).get(mime)
-            if value and not any(column in str(value) for column in SPEED_COLUMNS):
-                parts.append(value if isinstance(value, str) else "".join(value))
+            value = value if isinstance(value, str) else "".join(value or [])
+            if value and not PLOT_REPR.match(value) and not any(c in value for c in SPEED_COLUMNS):
+                parts.append(value)
     return [line for line in "\n".join(parts).splitlines() if not TIMING.search(line)]
 
 
