@@ -195,3 +195,13 @@ def test_the_built_book_shows_only_pseudonymised_authors_and_masked_weibo_mentio
         if page.stem == "weibo_crowds":  # Weibo texts: every @name is masked before it is shown
             unmasked += [f"{page.name}: {m[:2]}…" for m in MENTION.findall(text) if m != "@某用户"]
     assert raw_authors == [] and unmasked == []
+
+
+def test_chapter_outputs_show_no_matplotlib_reprs():
+    # a cell whose last line returns an Axes or Line2D prints "<Axes: ...>" above its figure;
+    # such cells end with plt.show()
+    leaks = []
+    for page in sorted((HTML / "chapters").glob("*.html")):
+        _, text = _output_tables_and_texts(page)
+        leaks += [f"{page.stem}: {m}" for m in re.findall(r"<Axes: [^>]{0,40}|<matplotlib\.[\w.]+|\bText\(\d", text)]
+    assert leaks == []
