@@ -75,6 +75,26 @@ def test_on_the_cpu_nothing_changes_precision_or_moves():
     assert D.device_type("cuda:1") == "cuda" and D.is_accelerator("mps") and not D.is_accelerator("cpu")
 
 
+def test_adamw_is_fused_on_the_cpu_and_cuda_and_steps_like_the_plain_loop():
+    assert D.adamw([torch.zeros(1, requires_grad=True)], "cpu", lr=0.1).defaults["fused"]
+    assert D.adamw([torch.zeros(1, requires_grad=True)], "cuda:1", lr=0.1).defaults["fused"]
+    assert not D.adamw([torch.zeros(1, requires_grad=True)], "mps", lr=0.1).defaults["fused"]
+    torch.manual_seed(0)
+    start = torch.randn(64, 8)
+    results = []
+    for fused in (True, False):
+        weight = start.clone().requires_grad_()
+        optimiser = (D.adamw([weight], "cpu", lr=0.01) if fused
+                     else torch.optim.AdamW([weight], lr=0.01, weight_decay=0.01))
+        for _ in range(20):
+            loss = (weight ** 2).sum()
+            loss.backward()
+            optimiser.step()
+            optimiser.zero_grad()
+        results.append(weight.detach())
+    assert torch.allclose(*results, atol=1e-6) and (results[0] ** 2).sum() < (start ** 2).sum()
+
+
 def test_the_cpu_is_described_by_its_model():
     assert D.device_description("cpu") == D.cpu_model() and D.cpu_model().strip()
 

@@ -22,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from crowdlens.core.config import atomic_dir, atomic_path
-from crowdlens.core.device import autocast, grad_scaler, is_accelerator, mixed_precision, resolve_device, to_device
+from crowdlens.core.device import (adamw, autocast, grad_scaler, is_accelerator, mixed_precision, resolve_device,
+                                   to_device)
 from crowdlens.core.estimators import ProbabilisticClassifier
 from crowdlens.core.hub import load_sequence_classifier
 from crowdlens.core.metrics import weighted_f1
@@ -236,7 +237,7 @@ class EncoderClassifier(_BatchedClassifier):
         weights = self._class_weights(y[train_idx])
         loss_fn = torch.nn.CrossEntropyLoss(weight=weights if weights is None or device == "cpu" else weights.to(device))
         scaler = grad_scaler(device)
-        optimizer = torch.optim.AdamW(self.model_.parameters(), lr=self.learning_rate, weight_decay=0.01)
+        optimizer = adamw(self.model_.parameters(), device, lr=self.learning_rate)
         steps = self.epochs * int(np.ceil(len(train_idx) / self.batch_size))
         scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
 
@@ -330,7 +331,7 @@ class EncoderClassifier(_BatchedClassifier):
         encoded = self.tokenizer_(texts, truncation=True, max_length=self.max_length)["input_ids"]
         batches = list(length_sorted_batches(encoded, batch_size, self.tokenizer_.pad_token_id or 0))
         model = student.model_.eval()  # no dropout: the targets are deterministic, and matching them is the task
-        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+        optimizer = adamw(model.parameters(), device, lr=learning_rate)
         scaler = grad_scaler(device)
         steps = epochs * len(batches)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps), steps)

@@ -17,7 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
-from crowdlens.core.device import autocast, grad_scaler, resolve_device, to_device
+from crowdlens.core.device import adamw, autocast, grad_scaler, resolve_device, to_device
 from crowdlens.core.hub import load_causal_lm
 from crowdlens.core.sampling import per_group_sample
 from crowdlens.crowd_response.distributions import texted_reactions
@@ -171,7 +171,7 @@ class ReplyModel(BaseEstimator):
         self.tokenizer_, lm = load_causal_lm(self.model, device, load_in_4bit=self.load_in_4bit)
         self.model_ = self._adapt(lm)
         parameters = [p for p in self.model_.parameters() if p.requires_grad]
-        optimiser = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=0.0)
+        optimiser = adamw(parameters, device, lr=self.learning_rate, weight_decay=0.0)
         scaler = grad_scaler(device)
         encoded = [self._encode(row) for _, row in examples.iterrows()]
         self.losses_ = []
