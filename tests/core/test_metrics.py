@@ -60,6 +60,24 @@ def test_bootstrap_interval_brackets_the_estimate_and_shrinks_with_n():
         M.bootstrap_ci([], [])
 
 
+def test_bootstrap_of_string_labels_equals_the_per_draw_metric():
+    # string labels are scored on integer codes for speed: same draws, same numbers
+    rng = np.random.default_rng(1)
+    labels = np.array(["None", "Intention", "Execution", "Call-to-action"], dtype=object)
+    truth = labels[rng.integers(0, 4, 300)]
+    pred = np.where(rng.random(300) < 0.6, truth, labels[rng.integers(0, 4, 300)])
+    for metric in (M.weighted_f1, M.macro_f1, M.accuracy):
+        point, low, high = M.bootstrap_ci(truth, pred, metric, n_boot=50, seed=3)
+        draws = np.random.default_rng(3)
+        stats = [metric(truth[i], pred[i]) for i in (draws.integers(0, 300, 300) for _ in range(50))]
+        assert point == metric(truth, pred)
+        assert (low, high) == (np.quantile(stats, 0.025), np.quantile(stats, 0.975))
+    # a metric that reads the label strings gets them as they are
+    none_recall = lambda t, p: float(np.mean(p[t == "None"] == "None"))
+    assert M.bootstrap_ci(truth, pred, none_recall, n_boot=5)[0] == none_recall(truth, pred)
+    assert M.accuracy(["a", "b"], ["a", "c"]) == 0.5
+
+
 def test_mcnemar_counts_discordant_pairs():
     truth = np.zeros(40, dtype=int)
     a = np.zeros(40, dtype=int)

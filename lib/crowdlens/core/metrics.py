@@ -50,6 +50,17 @@ def macro_f1(y_true, y_pred, labels: Sequence | None = None) -> float:
     return float(f1.mean()) if len(f1) else 0.0
 
 
+def accuracy(y_true, y_pred) -> float:
+    """Share of items whose prediction equals the truth."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+
+
+#: Metrics that see labels only through equality, so that ``bootstrap_ci`` may score them
+#: on integer codes: string labels cost 20 times more per draw (np.unique on objects).
+LABEL_BLIND_METRICS = (accuracy, weighted_f1, macro_f1)
+
+
 def per_class(y_true, y_pred, labels: Sequence) -> pd.DataFrame:
     """Precision, recall, F1 and support for each label. Used in the training chapter."""
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(labels), zero_division=0)
@@ -70,6 +81,10 @@ def bootstrap_ci(
         raise ValueError("y_true and y_pred need the same, non-zero length")
     rng = np.random.default_rng(seed)
     n = len(y_true)
+    if metric in LABEL_BLIND_METRICS and y_true.dtype.kind in "OUS":
+        # sorted codes keep the labels' order, so the per-class sums run in the same order
+        _, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+        y_true, y_pred = codes[:n], codes[n:]
     stats = np.array([metric(y_true[idx], y_pred[idx]) for idx in (rng.integers(0, n, n) for _ in range(n_boot))])
     tail = (1 - level) / 2
     return float(metric(y_true, y_pred)), float(np.quantile(stats, tail)), float(np.quantile(stats, 1 - tail))
