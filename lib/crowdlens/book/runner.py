@@ -95,7 +95,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "training": {"train_rows": 300, "test_rows": 300, "epochs": 1, "max_length": 64, "n_boot": 200,
                      "llm_sample": 12, "encoder_ablation": False, "sft_rows": 6, "dpo_rows": 4, "llm_tuned_test": 6,
                      "target_folds": 2, "target_tasks": ["multiclass"]},
-        "reddit_communities": {"sample_rows": 8_000, "classifier_train_rows": 500, "classifier_epochs": 1,
+        "reddit_communities": {"sample_rows": 8_000, "classifier_train_rows": 300, "classifier_epochs": 1,
                                "classifier_max_length": 64,
                                "n_boot": 200, "topic_sample": 800, "n_topics": 6},
         "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 200, "lm_feature_length": 32, "reply_users": 80,
