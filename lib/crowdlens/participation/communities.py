@@ -360,17 +360,9 @@ def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequen
     none = list(levels).index(NONE)
     by, groups = _groups(scored, by)
 
-    def corrected(model_counts, rule_count, matrix):
-        total = model_counts.sum() + rule_count
-        if total == 0:
-            return np.zeros(len(levels))
-        inside = metrics.corrected_prevalence(model_counts / max(model_counts.sum(), 1), matrix, method) \
-            if model_counts.sum() else np.zeros(len(levels))
-        result = inside * model_counts.sum()
-        result[none] += rule_count
-        return result / total
-
-    def corrected_draws(counts, matrices):  # corrected() of every bootstrap draw, EM run on all at once
+    def corrected(counts, matrices):
+        # shares per row of (model-scored counts per level, rule-None count), corrected with
+        # that row's matrix; EM runs on every bootstrap draw at once
         model_counts, rule_counts = counts[:, :-1], counts[:, -1]
         sizes = model_counts.sum(axis=1, keepdims=True)
         inside = metrics.corrected_prevalence(model_counts / np.maximum(sizes, 1), matrices, method)
@@ -390,9 +382,9 @@ def corrected_shares(scored: pd.DataFrame, y_true: Sequence[str], y_pred: Sequen
         n = int(model_counts.sum() + rule_count)
         raw_counts = model_counts.copy()
         raw_counts[none] += rule_count
-        point = corrected(model_counts, rule_count, confusion)
+        point = corrected(np.append(model_counts, rule_count)[None], confusion[None])[0]
         cells = np.append(model_counts, rule_count) / max(n, 1)
-        draws = corrected_draws(rng.multinomial(n, cells, size=n_boot), matrices)
+        draws = corrected(rng.multinomial(n, cells, size=n_boot), matrices)
         low, high = np.percentile(draws, [2.5, 97.5], axis=0)
         for i, level in enumerate(levels):
             rows.append({**dict(zip(by, key)), "level": level, "n": n, "raw": raw_counts[i] / max(n, 1),
