@@ -86,7 +86,7 @@ _PAPER_MODELS: dict[str, dict[str, Any]] = {
 #: here run with the defaults of their ``parameters`` cell.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
-        # the quick book is a class's first build: the goal is 8 minutes on 2 cores, 13 are
+        # the quick book is a class's first build: the goal is 8 minutes on 2 cores, 8.7 are
         # measured (benchmarks/results/book_quick.json). Every step runs on a sample; the language-model
         # rows are smoke tests on a few comments, kept out of the results tables.
         "data_tour": {"sample_rows": 20_000},
@@ -99,7 +99,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                                "classifier_max_length": 64,
                                "n_boot": 200, "topic_sample": 800, "n_topics": 6},
         "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 200, "lm_feature_length": 32, "reply_users": 80,
-                         "reply_steps": 4, "reply_batch_size": 2, "reply_test": 8, "crowd_posts": 2, "crowd_repliers": 4, "n_boot": 200},
+                         "reply_steps": 4, "reply_batch_size": 2, "reply_test": 8, "crowd_posts": 2,
+                         "crowd_repliers": 4, "n_boot": 200},
     },
     "full": _FULL,
     # the full profile's data sizes with the papers' models, on a CUDA GPU: see check_profile
