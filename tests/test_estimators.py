@@ -28,7 +28,7 @@ ESTIMATORS = [
     PriorDistribution(),
     KNNDistribution(k=5),
     SoftmaxRegression(alpha=(0.1, 1.0), epochs=10),
-    LMLabelScorer("smollm2", batch_size=2, device="cpu"),
+    LMLabelScorer("smollm2", device="cpu"),
     LLMAnnotator("smollm2", calibrate=False, max_chars=200, device="cuda:1"),
     ReplyModel("smollm2", adapter="mixture", target_modules=["q_proj"], steps=3, device="mps", load_in_4bit=True),
 ]

@@ -193,7 +193,7 @@ def test_lm_scoring_and_features_run_on_the_device(tiny_causal_lm, device):
     assert next(annotator.lm_.parameters()).device.type == device
     table = annotator.annotate(["join the strike", "nice soup"], progress=False)
     assert len(table) == 2 and table["label"].isin(annotator.labels_).all()
-    scorer = LMLabelScorer(tiny_causal_lm, batch_size=2, device=device).fit()
+    scorer = LMLabelScorer(tiny_causal_lm, device=device).fit()
     assert next(scorer.lm_.parameters()).device.type == device
     p = scorer.predict_proba(["join the strike", "nice soup", "sign it"])
     assert p.shape == (3, 5) and np.allclose(p.sum(1), 1)

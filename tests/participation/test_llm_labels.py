@@ -77,3 +77,21 @@ def test_qlora_adapters_are_merged_into_a_half_precision_base(tiny_causal_lm, tm
     assert not torch.allclose(changed, original, atol=1e-2)  # the adapters were merged in
     assert torch.allclose(merged.model.layers[0].self_attn.k_proj.weight.float(),
                           reference.model.layers[0].self_attn.k_proj.weight, atol=1e-2)  # the rest is the base
+
+
+def test_label_scores_from_the_cached_prompt_equal_scoring_each_full_sequence(tiny_causal_lm):
+    """The scorer runs each prompt once and the five labels on its cache: the same mean
+    token log-probabilities as running prompt + label from scratch, label by label."""
+    import torch
+
+    scorer = L.LMLabelScorer(tiny_causal_lm, device="cpu").fit()
+    texts = ["join the strike on monday", "nice soup"]
+    scores = scorer.scores(texts)
+    for i, text in enumerate(texts):
+        prompt = scorer.tokenizer_(L.label_prompt(text), add_special_tokens=False)["input_ids"]
+        for j, label in enumerate(scorer.label_ids_):
+            with torch.inference_mode():
+                logp = torch.log_softmax(scorer.lm_(input_ids=torch.tensor([prompt + label])).logits[0], dim=-1)
+            expected = np.mean([logp[len(prompt) - 1 + k, token].item() for k, token in enumerate(label)])
+            assert scores[i, j] == pytest.approx(expected, abs=1e-5)
+    assert len({len(ids) for ids in scorer.label_ids_}) > 1  # labels of unequal length: the padding is exercised

@@ -177,6 +177,7 @@ def lm_features(texts: Sequence[str], model: str = "smollm2", max_length: int = 
     device = resolve_device(device)
     tokenizer, lm = load_causal_lm(model, device)
     lm.eval()
+    decoder = lm.get_decoder()
     texts = [str(t) for t in texts]
     out = []
     with torch.inference_mode():
@@ -185,7 +186,8 @@ def lm_features(texts: Sequence[str], model: str = "smollm2", max_length: int = 
                               max_length=max_length)
             batch = to_device(dict(batch), device)
             # pooled in float32: a half-precision sum over many tokens rounds (a no-op on the CPU)
-            hidden = lm(**batch, output_hidden_states=True).hidden_states[-1].float()
+            # the decoder alone: its last hidden state is the LM's, without the vocabulary head
+            hidden = decoder(**batch).last_hidden_state.float()
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             out.append(((hidden * mask).sum(1) / mask.sum(1)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, lm.config.hidden_size))

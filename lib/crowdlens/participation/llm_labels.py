@@ -58,6 +58,39 @@ def _cache_of(output):
     return output["cache"] if "cache" in output else output["past_key_values"]
 
 
+def _forward_with_cache(lm, input_ids, attention_mask, cache):
+    # transformers 5 renamed past_key_values to cache; accept both generations
+    key = "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+    return lm(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{key: cache})
+
+
+def _label_logprobs(lm, tokenizer, device: str, prompt_ids: list[int], label_ids: list[list[int]],
+                    cache=None, cached_length: int = 0) -> np.ndarray:
+    """Mean log-probability of each label's tokens after ``prompt_ids`` (which continue
+    ``cache``, ``cached_length`` tokens long, when given). The prompt runs once; the
+    labels then run as one batch on top of its key/value cache, so scoring k labels
+    costs one prompt, not k."""
+    import torch
+
+    def on_device(tensor):
+        return to_device({"t": tensor}, device)["t"]
+
+    seen = cached_length + len(prompt_ids)
+    with torch.inference_mode():
+        out = _forward_with_cache(lm, on_device(torch.tensor([prompt_ids])),
+                                  on_device(torch.ones(1, seen, dtype=torch.long)), cache)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        cache = _cache_of(out)
+        width = max(map(len, label_ids))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        batch = on_device(torch.tensor([ids + [pad] * (width - len(ids)) for ids in label_ids]))
+        mask = on_device(torch.tensor([[1] * (seen + len(ids)) + [0] * (width - len(ids)) for ids in label_ids]))
+        cache.batch_repeat_interleave(len(label_ids))
+        later = torch.log_softmax(_forward_with_cache(lm, batch, mask, cache).logits.float(), dim=-1)
+    return np.array([np.mean([first[ids[0]].item()] + [later[row, j - 1, ids[j]].item() for j in range(1, len(ids))])
+                     for row, ids in enumerate(label_ids)])
+
+
 class LLMAnnotator(BaseEstimator):
     """Zero-shot annotation with a causal LM, scored rather than sampled.
 
@@ -101,35 +134,13 @@ class LLMAnnotator(BaseEstimator):
         return to_device({"t": tensor}, self.device_)["t"]
 
     def _forward(self, input_ids, attention_mask, cache):
-        # transformers 5 renamed past_key_values to cache; accept both generations
-        key = "cache" if "cache" in inspect.signature(self.lm_.forward).parameters else "past_key_values"
-        return self.lm_(input_ids=input_ids, attention_mask=attention_mask, use_cache=True, **{key: cache})
+        return _forward_with_cache(self.lm_, input_ids, attention_mask, cache)
 
     def scores(self, text: str) -> np.ndarray:
         """Mean log-probability of each label's tokens after the prompt for ``text``."""
-        import torch
-
         rest = self.tokenizer_(str(text)[: self.max_chars] + self.tail_, add_special_tokens=False)["input_ids"]
-        cache = copy.deepcopy(self.head_cache_)
-        seen = len(self.head_ids_) + len(rest)
-        with torch.inference_mode():
-            # the comment once, then all labels as one batch on top of its cache
-            out = self._forward(self._on_device(torch.tensor([rest])),
-                                self._on_device(torch.ones(1, seen, dtype=torch.long)), cache)
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            cache = _cache_of(out)
-            width = max(map(len, self.label_ids_))
-            pad = self.tokenizer_.pad_token_id if self.tokenizer_.pad_token_id is not None else 0
-            batch = self._on_device(torch.tensor([ids + [pad] * (width - len(ids)) for ids in self.label_ids_]))
-            mask = self._on_device(torch.tensor([[1] * (seen + len(ids)) + [0] * (width - len(ids))
-                                                 for ids in self.label_ids_]))
-            cache.batch_repeat_interleave(len(self.label_ids_))
-            later = torch.log_softmax(self._forward(batch, mask, cache).logits.float(), dim=-1)
-        result = []
-        for row, ids in enumerate(self.label_ids_):
-            logps = [first[ids[0]].item()] + [later[row, j - 1, ids[j]].item() for j in range(1, len(ids))]
-            result.append(float(np.mean(logps)))
-        return np.array(result)
+        return _label_logprobs(self.lm_, self.tokenizer_, self.device_, rest, self.label_ids_,
+                               copy.deepcopy(self.head_cache_), len(self.head_ids_))
 
     def annotate(self, texts: Sequence[str], progress: bool = True) -> pd.DataFrame:
         """One row per text: the label, the uncalibrated label, per-label scores, seconds."""
@@ -345,15 +356,15 @@ def training_history(model_dir: Path | str) -> list[dict]:
 class LMLabelScorer(ProbabilisticClassifier):
     """Scores the five labels after ``label_prompt`` with a (fine-tuned) causal LM.
 
-    ``predict_proba`` is the softmax of each label's mean token log-probability;
+    ``predict_proba`` is the softmax of each label's mean token log-probability (each
+    comment's prompt runs once, the labels on top of its key/value cache);
     ``classes_`` the label names, like the other classifiers of ``crowdlens.participation``.
     ``device`` runs the model (``crowdlens.core.device``).
     Used in the training chapter.
     """
 
-    def __init__(self, model: str | Path = "smollm2", labels: Sequence[str] = FIVE_CLASSES, batch_size: int = 8,
-                 device: str = "auto"):
-        self.model, self.labels, self.batch_size, self.device = model, labels, batch_size, device
+    def __init__(self, model: str | Path = "smollm2", labels: Sequence[str] = FIVE_CLASSES, device: str = "auto"):
+        self.model, self.labels, self.device = model, labels, device
 
     def fit(self, texts=None, labels=None) -> "LMLabelScorer":
         """Load the (already fine-tuned) model; ``predict_proba`` calls it once."""
@@ -367,28 +378,12 @@ class LMLabelScorer(ProbabilisticClassifier):
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Mean token log-probability of each label after ``label_prompt`` of each text."""
-        import torch
-
         if not hasattr(self, "lm_"):
             self.fit()
         out = np.zeros((len(texts), len(self.classes_)))
-        pad = self.tokenizer_.pad_token_id
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                chunk = texts[start:start + self.batch_size]
-                prompts = [self.tokenizer_(label_prompt(t), add_special_tokens=False)["input_ids"] for t in chunk]
-                sequences = [(i, j, p + ids) for i, p in enumerate(prompts) for j, ids in enumerate(self.label_ids_)]
-                width = max(len(s) for _, _, s in sequences)
-                ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(sequences), width), dtype=torch.long)
-                for row, (_, _, seq) in enumerate(sequences):
-                    ids[row, :len(seq)], mask[row, :len(seq)] = torch.tensor(seq), 1
-                batch = to_device({"input_ids": ids, "attention_mask": mask}, self.device_)
-                logp = torch.log_softmax(self.lm_(**batch).logits.float(), dim=-1)
-                for row, (i, j, _) in enumerate(sequences):
-                    n_prompt, label = len(prompts[i]), self.label_ids_[j]
-                    positions = torch.arange(n_prompt - 1, n_prompt - 1 + len(label))
-                    out[start + i, j] = logp[row, positions, torch.tensor(label)].mean().item()
+        for i, text in enumerate(texts):
+            prompt = self.tokenizer_(label_prompt(text), add_special_tokens=False)["input_ids"]
+            out[i] = _label_logprobs(self.lm_, self.tokenizer_, self.device_, prompt, self.label_ids_)
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
