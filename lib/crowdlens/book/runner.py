@@ -90,7 +90,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # measured (benchmarks/results/book_quick.json). Every step runs on a sample; the language-model
         # rows are smoke tests on a few comments, kept out of the results tables.
         "data_tour": {"sample_rows": 20_000},
-        "annotation": {"crowd_items": 150, "repetitions": 1, "llm_sample": 16, "annotator_grid": [1, 3, 5, 9],
+        "annotation": {"crowd_items": 100, "repetitions": 1, "llm_sample": 16, "annotator_grid": [1, 3, 5, 9],
                        "spammer_grid": [0.0, 0.2, 0.4]},
         "training": {"train_rows": 300, "test_rows": 300, "epochs": 1, "max_length": 64, "n_boot": 200,
                      "llm_sample": 12, "encoder_ablation": False, "sft_rows": 6, "dpo_rows": 4, "llm_tuned_test": 6,
@@ -99,7 +99,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                                "classifier_max_length": 64,
                                "n_boot": 200, "topic_sample": 800, "n_topics": 6},
         "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 200, "lm_feature_length": 32, "reply_users": 80,
-                         "reply_steps": 4, "reply_batch_size": 2, "reply_test": 8, "crowd_posts": 2,
+                         "reply_steps": 2, "reply_batch_size": 2, "reply_test": 6, "crowd_posts": 2,
                          "crowd_repliers": 4, "n_boot": 200},
     },
     "full": _FULL,
