@@ -195,3 +195,17 @@ def test_distil_keeps_the_chosen_layers_and_learns_the_teachers_logits(tmp_path)
             teacher.distil(transfer, layers=layers)
     with pytest.raises(ValueError, match="transfer texts"):
         teacher.distil([], layers=[0])
+
+
+def test_the_kept_model_scores_its_own_validation_rows(tiny_encoder):
+    """What BBSE needs from an encoder with no refit: the rows it held out for early
+    stopping, stratified by label, and the kept model's probabilities on them."""
+    texts, labels = data(repeat=2)
+    model = EncoderClassifier(tiny_encoder, max_length=12, epochs=2, batch_size=8, validation_share=0.25,
+                              progress=False, device="cpu").fit(texts, labels)
+    rows = model.validation_rows_
+    assert len(rows) == 8 and sorted(np.asarray(labels)[rows]) == ["action"] * 4 + ["other"] * 4
+    assert np.allclose(model.validation_proba_, model.predict_proba([texts[i] for i in rows]), atol=1e-6)
+    none_held = EncoderClassifier(tiny_encoder, max_length=12, epochs=1, batch_size=8, validation_share=0.0,
+                                  progress=False, device="cpu").fit(texts, labels)
+    assert len(none_held.validation_rows_) == 0 and none_held.validation_proba_.shape == (0, 2)

@@ -62,14 +62,15 @@ def test_crossfit_never_uses_an_items_own_label():
     assert weighted_f1(y, predictions) > weighted_f1(y, np.full(400, "None"))
 
 
-def test_evaluate_probabilities_reports_three_decisions():
+def test_evaluate_probabilities_reports_each_decision_without_held_out_rows_no_bbse():
     classes = np.array(["None", "Participation"])
     p = np.array([[0.3, 0.7], [0.8, 0.2], [0.4, 0.6], [0.9, 0.1]] * 10)
     y = np.array(["None", "None", "Participation", "None"] * 10)
-    evaluation = part.evaluate_probabilities("m", "binary", p, classes, ["Participation"] * 3 + ["None"], y,
+    evaluation = part.evaluate_probabilities("m", "binary", p, classes, ["Participation"] * 2 + ["None"] * 2, y,
                                              folds=2, n_boot=50)
     rows = evaluation.rows
-    assert [r["decision"] for r in rows] == ["raw", "EM prior", "cross-fitted threshold"]
+    assert [r["decision"] for r in rows] == ["raw", "EM prior", "cross-fitted threshold"]  # no held-out rows: no BBSE
+    assert evaluation.collapsed == {}
     assert all(0 <= r["ci_low"] <= r["weighted_f1"] <= r["ci_high"] <= 1 for r in rows)
 
 
@@ -213,7 +214,7 @@ def test_experiment_records_each_model_and_builds_the_results_table(frame):
     assert list(results.drop_duplicates(["model", "task"])[["model", "task"]].itertuples(index=False, name=None)) == [
         ("TF-IDF", "binary"), ("TF-IDF", "multiclass"), ("TF-IDF", "layered"), ("rule (n=6)", "binary"),
         ("target", "binary")]
-    assert set(results["decision"]) == {"raw", "EM prior", "cross-fitted threshold"}
+    assert set(results["decision"]) == {"raw", "EM prior", "BBSE prior", "cross-fitted threshold"}
     # each row says what it used: the threshold rows and the target-fold model used test labels
     protocol_of = results.set_index(["model", "decision"])["protocol"]
     assert protocol_of[("TF-IDF", "raw")].iloc[0] == part.PAPER_PROTOCOL
@@ -225,7 +226,7 @@ def test_experiment_records_each_model_and_builds_the_results_table(frame):
     assert experiment.rows_of("rule (n=4)")["smoke_test"].all()
     assert "4 test comments" in experiment.smoke_test_note(experiment.rows_of("rule (n=4)"))
     assert experiment.smoke_test_note(experiment.rows_of("TF-IDF")) == ""
-    assert ("TF-IDF", "layered", "raw") in experiment.predictions and len(experiment.prediction_table()) == 8 * 10  # 9 rules + the target-fold model
+    assert ("TF-IDF", "layered", "raw") in experiment.predictions and len(experiment.prediction_table()) == 8 * 13  # 4 rules x 3 tasks + the target-fold model
     assert not any(key[0].startswith("rule") for key in experiment.predictions)  # sample rows: no predictions
     table = experiment.table(reference={"paper": {"weighted F1 [95% CI]": "0.71"}})
     assert not table.isna().any().any()  # no cell stands for a model never run on a task
@@ -234,14 +235,134 @@ def test_experiment_records_each_model_and_builds_the_results_table(frame):
     assert blocks == [part.PAPER_PROTOCOL, part.THRESHOLD_PROTOCOL, part.TARGET_FOLDS_PROTOCOL, "constant",
                       "as published"]
     paper = table[table["protocol"] == part.PAPER_PROTOCOL]
-    assert set(paper["decision"]) <= {"raw", "EM prior"} and list(paper["task"]).index("multiclass") > 0
+    assert set(paper["decision"]) <= {"raw", "EM prior", "BBSE prior"} and list(paper["task"]).index("multiclass") > 0
     assert table.set_index("model").loc["paper", "weighted F1 [95% CI]"] == "0.71"
-    assert experiment.best(part.PAPER_PROTOCOL)["protocol"].eq(part.PAPER_PROTOCOL).all()
+    auc = experiment.binary_roc_auc().set_index("model")
+    assert list(auc.index) == ["TF-IDF", "target"]  # the binary models with probabilities
+    from sklearn.metrics import roc_auc_score
+
+    truth = part.task_labels(test, "binary") != "None"
+    assert auc.loc["TF-IDF", "roc_auc"] == pytest.approx(roc_auc_score(truth, binary.probabilities[:, list(
+        binary.classes).index("Participation")]))
+    assert auc.loc["target", "protocol"] == part.TARGET_FOLDS_PROTOCOL
+    chosen = experiment.chosen(part.PAPER_PROTOCOL)
+    assert chosen["protocol"].eq(part.PAPER_PROTOCOL).all()
+    # the rule is fixed in advance, not the one that scored best on the test labels
+    assert set(chosen.loc[chosen["model"] == "TF-IDF", "decision"]) == {"BBSE prior"}
+    assert set(experiment.chosen(part.THRESHOLD_PROTOCOL)["decision"]) == {"cross-fitted threshold"}
     with pytest.raises(ValueError, match="PAPER_PROTOCOL"):
-        experiment.best("made up")
+        experiment.chosen("made up")
     with pytest.raises(TypeError):
         experiment.raw("m", "binary", binary.probabilities, binary.classes)  # the protocol must be said
     assert experiment.floor()["binary"] == pytest.approx(weighted_f1(part.task_labels(test, "binary"), ["None"] * 8))
     other = experiment.with_train(frame.iloc[:8])
     assert other.evaluations_ == [] and other.test is test and other.n_boot == 20
     assert other.smoke_test_below == 5
+
+
+def _binary_held_out(rng, n, p_correct):
+    """Held-out training rows of a classifier that is right with probability p_correct."""
+    truth = np.where(rng.random(n) < 0.5, "None", "Participation")
+    right = rng.random(n) < p_correct
+    predicted_participation = np.where(right, truth == "Participation", truth == "None")
+    p = np.where(predicted_participation, 0.7, 0.3)
+    return truth, np.stack([1 - p, p], axis=1)
+
+
+def test_bbse_decision_estimates_the_test_prior_from_held_out_training_rows():
+    """A classifier trained at 50 % participation, right 80 % of the time, meets a test set
+    with 20 % participation: its raw predictions say about 32 %; BBSE, with the confusion
+    matrix of held-out training rows and no test label, recovers about 20 %."""
+    rng = np.random.default_rng(0)
+    classes = np.array(["None", "Participation"])
+    y_train, held_proba = _binary_held_out(rng, 4000, 0.8)
+    y_test = np.where(rng.random(3000) < 0.2, "Participation", "None")
+    right = rng.random(3000) < 0.8
+    p = np.where(np.where(right, y_test == "Participation", y_test == "None"), 0.7, 0.3)
+    test_proba = np.stack([1 - p, p], axis=1)
+    held_out = part.HeldOut(np.arange(len(y_train)), held_proba, classes)
+    evaluation = part.evaluate_probabilities("m", "binary", test_proba, classes, y_train, y_test, folds=2,
+                                             n_boot=20, held_out=held_out)
+    rows = {r["decision"]: r for r in evaluation.rows}
+    assert set(rows) == {"raw", "EM prior", "BBSE prior", "cross-fitted threshold"}
+    assert rows["BBSE prior"]["protocol"] == part.PAPER_PROTOCOL
+    from crowdlens.core import metrics
+
+    bbse = metrics.bbse_prior_shift(evaluation.predictions["raw"], y_train, np.where(held_proba[:, 1] > 0.5,
+                                    "Participation", "None"), classes, [0.5, 0.5])
+    assert bbse.prior[1] == pytest.approx(0.2, abs=0.03) and not bbse.is_collapsed
+    assert np.mean(evaluation.predictions["raw"] == "Participation") == pytest.approx(0.32, abs=0.03)
+    # re-weighted to the estimated prior, fewer comments are called participating than raw
+    assert (evaluation.predictions["BBSE prior"] == "Participation").sum() < (
+        evaluation.predictions["raw"] == "Participation").sum()
+
+
+def test_a_collapsed_prior_estimate_is_reported_not_scored():
+    """Posteriors that all lean to None drive EM's estimate of the participation share to
+    zero: the EM row is left out, the evaluation says what collapsed, and the experiment's
+    note tells the reader."""
+    classes = np.array(["None", "Participation"])
+    probabilities = np.tile([0.9, 0.1], (60, 1))
+    y_train = np.array(["None", "Participation"] * 30)
+    y_test = np.array(["None", "None", "Participation"] * 20)
+    evaluation = part.evaluate_probabilities("leaning model", "binary", probabilities, classes, y_train, y_test,
+                                             folds=2, n_boot=20)
+    assert "EM prior" not in [r["decision"] for r in evaluation.rows]
+    assert "EM prior" not in evaluation.predictions
+    assert "collapsed" in evaluation.collapsed["EM prior"] and "Participation" in evaluation.collapsed["EM prior"]
+    frame = pd.DataFrame({"ActionFocusedText": ["x"] * 60, "Label": [None, "Intention"] * 30})
+    experiment = part.Experiment(frame, frame, folds=2, n_boot=20)
+    experiment.record(evaluation)
+    assert list(experiment.collapsed_estimates()["decision"]) == ["EM prior"]
+    assert "leaning model (binary, EM prior)" in experiment.collapse_note()
+    assert "EM prior" not in set(experiment.results["decision"])
+    assert part.Experiment(frame, frame).collapse_note() == ""
+
+
+def test_held_out_probabilities_come_out_of_fold_or_from_the_models_own_split():
+    texts = ["join the strike", "sign the petition now", "I baked bread", "nice weather today"] * 10
+    labels = ["Participation", "Participation", "None", "None"] * 10
+    model = part.TfidfLogReg(min_df=1).fit(texts, labels)
+    held = part.held_out_probabilities(model, texts, labels, folds=4, seed=0)
+    assert list(held.rows) == list(range(40)) and held.probabilities.shape == (40, 2)
+    expected = part.crossfit_probabilities(lambda: part.TfidfLogReg(min_df=1), texts, labels, held.classes, 4, 0)
+    assert np.allclose(held.probabilities, expected)  # out of fold: not the fitted model's own scores
+
+    class OwnSplit:  # a model that held rows out itself (as EncoderClassifier does)
+        classes_ = np.array(["None", "Participation"])
+        validation_rows_ = np.array([3, 7])
+        validation_proba_ = np.array([[0.2, 0.8], [0.6, 0.4]])
+
+    own = part.held_out_probabilities(OwnSplit(), texts, labels)
+    assert list(own.rows) == [3, 7] and np.allclose(own.probabilities, OwnSplit.validation_proba_)
+    OwnSplit.validation_rows_ = np.array([], dtype=int)
+    assert part.held_out_probabilities(OwnSplit(), texts, labels) is None
+
+
+def test_an_ensembles_held_out_rows_are_those_every_model_held_out():
+    classes = np.array(["None", "Participation"])
+    a = part.Evaluation("a", "binary", probabilities=np.array([[0.5, 0.5]]), classes=classes,
+                        held_out=part.HeldOut(np.array([1, 2, 3]), np.array([[1.0, 0], [0.8, 0.2], [0.6, 0.4]]),
+                                              classes))
+    b = part.Evaluation("b", "binary", probabilities=np.array([[0.5, 0.5]]), classes=classes[::-1],
+                        held_out=part.HeldOut(np.array([3, 2]), np.array([[0.0, 1.0], [0.6, 0.4]]), classes[::-1]))
+    mean = part.average_probabilities([a, b])
+    assert list(mean.held_out.rows) == [2, 3]
+    assert np.allclose(mean.held_out.probabilities, [[0.6, 0.4], [0.8, 0.2]])  # columns aligned by class
+
+
+def test_the_shown_decision_rule_is_fixed_in_advance_not_picked_on_test_labels():
+    frame = pd.DataFrame({"ActionFocusedText": ["x"] * 4, "Label": [None, "Intention", None, None]})
+    experiment = part.Experiment(frame, frame, n_boot=10)
+    row = dict(model="m", task="binary", protocol=part.PAPER_PROTOCOL, n=400, ci_low=0.0, ci_high=1.0, macro_f1=0.5)
+    experiment.record(part.Evaluation("m", "binary", rows=[
+        {**row, "decision": "raw", "weighted_f1": 0.80},  # the best on the test labels
+        {**row, "decision": "EM prior", "weighted_f1": 0.70},
+        {**row, "decision": "BBSE prior", "weighted_f1": 0.60}]))
+    experiment.record(part.Evaluation("n", "binary", rows=[  # no held-out rows: no BBSE row
+        {**row, "model": "n", "decision": "raw", "weighted_f1": 0.80},
+        {**row, "model": "n", "decision": "EM prior", "weighted_f1": 0.75}]))
+    chosen = experiment.chosen(part.PAPER_PROTOCOL).set_index("model")
+    assert chosen.loc["m", "decision"] == "BBSE prior" and chosen.loc["m", "weighted_f1"] == 0.60
+    assert chosen.loc["n", "decision"] == "EM prior"
+    assert part.DECISION_PREFERENCE[:3] == ("BBSE prior", "EM prior", "raw")

@@ -283,6 +283,11 @@ class EncoderClassifier(_BatchedClassifier):
         if self.lora_rank:
             self.model_ = self.model_.merge_and_unload()  # a plain model again: saves and loads like any other
         self.model_.eval()
+        # the kept model on the rows it never trained on (they chose its epoch): what a
+        # label-shift estimate needs from the training distribution, with no test label
+        self.validation_rows_ = valid_idx
+        self.validation_proba_ = (self.predict_proba([texts[i] for i in valid_idx]) if len(valid_idx)
+                                  else np.zeros((0, len(self.labels_))))
         return self
 
     def distil(self, transfer_texts: Sequence[str], layers: Sequence[int] = (0, 2, 4), epochs: int = 2,

@@ -17,8 +17,10 @@ of them never runs another's import in a circle.
 from crowdlens.participation import communities, llm_labels  # noqa: F401
 from crowdlens.participation.classifiers import (  # noqa: F401
     DECISION_PROTOCOLS,
+    DECISION_PREFERENCE,
     DECISIONS,
     PAPER_PROTOCOL,
+    PRIOR_SHIFT_DECISIONS,
     PROTOCOLS,
     SMOKE_TEST_MAX_ROWS,
     TARGET_FOLDS_PROTOCOL,
@@ -27,6 +29,7 @@ from crowdlens.participation.classifiers import (  # noqa: F401
     DictionaryRule,
     Evaluation,
     Experiment,
+    HeldOut,
     TfidfLogReg,
     average_probabilities,
     best_none_threshold,
@@ -35,6 +38,7 @@ from crowdlens.participation.classifiers import (  # noqa: F401
     crossfit_probabilities,
     evaluate_probabilities,
     fold_assignment,
+    held_out_probabilities,
     layered,
     layered_rows,
     predict_with_none_threshold,

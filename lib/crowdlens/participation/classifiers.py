@@ -223,11 +223,56 @@ SMOKE_TEST_MAX_ROWS = 50
 DECISIONS = {
     "raw": "the most probable class",
     "EM prior": "the class prior re-estimated by EM on the unlabelled test texts",
+    "BBSE prior": "the class prior estimated by black-box shift estimation: the model's confusion matrix on "
+                  "training rows it did not fit, applied to its predictions on the unlabelled test texts",
     "cross-fitted threshold": "a None threshold chosen on labelled test comments of the other folds",
 }
 #: The protocol of each decision rule on a model trained on the training set.
-DECISION_PROTOCOLS = {"raw": PAPER_PROTOCOL, "EM prior": PAPER_PROTOCOL,
+DECISION_PROTOCOLS = {"raw": PAPER_PROTOCOL, "EM prior": PAPER_PROTOCOL, "BBSE prior": PAPER_PROTOCOL,
                       "cross-fitted threshold": THRESHOLD_PROTOCOL}
+#: Which decision rule a results table and the headline show for a model, fixed before
+#: any test label is seen: the first of these that the model has. Re-estimating the test
+#: prior is the answer to the shift this data has (the test set's None share is three
+#: times the training set's); BBSE first, as it is consistent under label shift given a
+#: confusion matrix from held-out training rows, EM when the model held none out, the
+#: most probable class when both estimates collapsed. The other protocols have one rule.
+DECISION_PREFERENCE = ("BBSE prior", "EM prior", "raw", "cross-fitted threshold")
+#: The decision rules that re-estimate the test prior: each estimate is checked for
+#: collapse, and a collapsed one is reported instead of scored (``Evaluation.collapsed``).
+PRIOR_SHIFT_DECISIONS = ("EM prior", "BBSE prior")
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A fitted model's probabilities on training rows it did not fit: ``rows`` index
+    the training set, columns follow ``classes``. Label-shift estimation (BBSE) reads
+    the training distribution's confusion matrix from them, with no test label."""
+
+    rows: np.ndarray
+    probabilities: np.ndarray
+    classes: np.ndarray
+
+
+def held_out_probabilities(estimator, texts: Sequence[str], labels: Sequence[str], folds: int = 5,
+                           seed: int = 0) -> HeldOut | None:
+    """``estimator`` (fitted on all of ``texts``) scored on training rows it never fit.
+
+    A model that holds rows out itself (``validation_rows_``: an ``EncoderClassifier``'s
+    early-stopping split) gives its own probabilities on them, at no extra cost; any
+    other model gives out-of-fold probabilities of fresh copies fitted on the other
+    ``folds`` (cheap models: TF-IDF, centroids, the dictionary rule). None for a model
+    that holds out no rows of its own (an encoder with ``validation_share=0``): refitting
+    it ``folds`` times would cost more than the estimate is worth.
+    """
+    if hasattr(estimator, "validation_rows_"):
+        rows = np.asarray(estimator.validation_rows_, dtype=int)
+        if not len(rows):
+            return None
+        return HeldOut(rows, np.asarray(estimator.validation_proba_), np.asarray(estimator.classes_))
+    classes = np.asarray(estimator.classes_)
+    probabilities = crossfit_probabilities(lambda: clone(estimator, safe=False), texts, labels, list(classes),
+                                           folds, seed)
+    return HeldOut(np.arange(len(probabilities)), probabilities, classes)
 
 
 def check_protocol(protocol: str) -> str:
@@ -245,7 +290,9 @@ class Evaluation:
     ``rows``: one per decision rule (model, task, decision, protocol, test comments
     ``n``, weighted F1 with its 95 % interval, macro F1); ``predictions``: the test predictions by decision rule;
     ``probabilities`` (columns follow ``classes``) and the fitted ``estimator`` where a
-    model produced them.
+    model produced them; ``held_out``, its probabilities on training rows it did not fit;
+    ``collapsed``, for each prior-shift decision whose estimate collapsed, the sentence
+    that tells the reader (that decision has no row: its numbers are not a result).
     """
 
     name: str
@@ -255,6 +302,8 @@ class Evaluation:
     probabilities: np.ndarray | None = None
     classes: np.ndarray | None = None
     estimator: Any = None
+    held_out: HeldOut | None = None
+    collapsed: dict[str, str] = field(default_factory=dict)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -284,23 +333,45 @@ def raw_rows(name: str, task: str, probabilities: np.ndarray, classes: Sequence[
 
 def evaluate_probabilities(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str],
                            y_train: Sequence[str], y_test: Sequence[str], folds: int = 5, seed: int = 0,
-                           n_boot: int = 1000) -> Evaluation:
-    """Score one model's test probabilities three ways (``DECISIONS``): raw (argmax),
-    prior-adjusted by EM on the unlabelled test texts (Saerens et al. 2002), and with a
-    cross-fitted None threshold (needs test labels, out of fold). Used in the training chapter."""
+                           n_boot: int = 1000, held_out: HeldOut | None = None) -> Evaluation:
+    """Score one model's test probabilities by each decision rule (``DECISIONS``): raw
+    (argmax); the posteriors adjusted to a test prior re-estimated with no test label —
+    by EM on the unlabelled test texts (Saerens et al. 2002) and, given ``held_out``
+    probabilities on training rows, by black-box shift estimation (Lipton et al. 2018);
+    and a cross-fitted None threshold (needs test labels, out of fold). A prior estimate
+    that collapses (``metrics.PriorShift``) is reported in ``collapsed`` instead of scored.
+    Used in the training chapter."""
     classes = np.asarray(classes)
-    adjusted, _ = metrics.em_prior_adjust(probabilities, train_prior(y_train, classes))
-    predictions = {"raw": argmax_labels(probabilities, classes), "EM prior": argmax_labels(adjusted, classes)}
+    prior = train_prior(y_train, classes)
+    raw = argmax_labels(probabilities, classes)
+    predictions, collapsed = {"raw": raw}, {}
+    adjusted, em_prior = metrics.em_prior_adjust(probabilities, prior)
+    shifts = {"EM prior": (metrics.PriorShift("EM prior", em_prior, prior,
+                                              metrics.collapsed_classes(em_prior, prior)), adjusted)}
+    if held_out is not None:
+        own = list(held_out.classes)
+        held_proba = np.asarray(held_out.probabilities)[:, [own.index(c) for c in classes]]
+        bbse = metrics.bbse_prior_shift(raw, np.asarray(y_train, dtype=object)[held_out.rows],
+                                        argmax_labels(held_proba, classes), classes, prior)
+        shifts["BBSE prior"] = (bbse, bbse.adjust(probabilities))
+    for decision, (shift, posteriors) in shifts.items():
+        if shift.is_collapsed:
+            collapsed[decision] = shift.describe(list(classes))
+        else:
+            predictions[decision] = argmax_labels(posteriors, classes)
     if NONE in classes:
         predictions["cross-fitted threshold"] = crossfit_none_threshold(
             probabilities, classes, y_test, folds, seed).predictions
-    return _scored(name, task, predictions, y_test, n_boot, seed, probabilities=probabilities, classes=classes)
+    evaluation = _scored(name, task, predictions, y_test, n_boot, seed, probabilities=probabilities,
+                         classes=classes, held_out=held_out)
+    evaluation.collapsed = collapsed
+    return evaluation
 
 
 def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.DataFrame,
               text_column: str = "ActionFocusedText", folds: int = 5, seed: int = 0,
               n_boot: int = 1000) -> Evaluation:
-    """Fit ``estimator`` for ``task`` on ``train``, score it on ``test`` three ways.
+    """Fit ``estimator`` for ``task`` on ``train``, score it on ``test`` by each decision rule.
 
     ``task="levels"`` fits on the participation comments only (the second step of the
     layered model) and returns its probabilities and raw predictions without scoring.
@@ -314,28 +385,42 @@ def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.Dat
         return Evaluation(name, task, [], {"raw": argmax_labels(probabilities, classes)}, probabilities, classes,
                           estimator)
     y_train, y_test = task_labels(train, task), task_labels(test, task)
-    estimator.fit(train[text_column].astype(str).tolist(), list(y_train))
+    train_texts = train[text_column].astype(str).tolist()
+    estimator.fit(train_texts, list(y_train))
     probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
+    held_out = held_out_probabilities(estimator, train_texts, list(y_train), folds, seed)
     evaluation = evaluate_probabilities(name, task, probabilities, estimator.classes_, y_train, y_test, folds, seed,
-                                        n_boot)
+                                        n_boot, held_out)
     evaluation.estimator = estimator
     return evaluation
 
 
 def average_probabilities(evaluations: Sequence[Evaluation]) -> Evaluation:
     """The mean of several models' test probabilities, columns aligned by class name: a
-    fixed, untuned ensemble (an unscored ``Evaluation`` with ``probabilities`` and ``classes``)."""
+    fixed, untuned ensemble (an unscored ``Evaluation`` with ``probabilities`` and
+    ``classes``; ``held_out`` is the mean on the training rows every model held out, when
+    each has some)."""
     if not evaluations:
         raise ValueError("pass at least one evaluated model (run_model or Experiment.run)")
     classes = np.asarray(evaluations[0].classes)
-    columns = []
-    for evaluation in evaluations:
-        own = list(evaluation.classes)
+
+    def aligned(probabilities, own):
+        own = list(own)
         if sorted(own) != sorted(classes):
             raise ValueError(f"models disagree on the classes: {sorted(own)} vs {sorted(classes)}")
-        columns.append(np.asarray(evaluation.probabilities)[:, [own.index(c) for c in classes]])
+        return np.asarray(probabilities)[:, [own.index(c) for c in classes]]
+
+    columns = [aligned(e.probabilities, e.classes) for e in evaluations]
+    held_out = None
+    if all(e.held_out is not None for e in evaluations):
+        common = np.asarray(sorted(set.intersection(*(set(e.held_out.rows.tolist()) for e in evaluations))), dtype=int)
+        if len(common):
+            held_out = HeldOut(common, np.mean([
+                aligned(e.held_out.probabilities, e.held_out.classes)[
+                    pd.Index(e.held_out.rows).get_indexer(common)] for e in evaluations], axis=0), classes)
     name = " + ".join(e.name for e in evaluations) + " (mean)"
-    return Evaluation(name, evaluations[0].task, probabilities=np.mean(columns, axis=0), classes=classes)
+    return Evaluation(name, evaluations[0].task, probabilities=np.mean(columns, axis=0), classes=classes,
+                      held_out=held_out)
 
 
 def layered_rows(name: str, binary_predictions: dict[str, np.ndarray], level_predictions: np.ndarray,
@@ -390,12 +475,12 @@ class Experiment:
         return evaluation if task == "levels" else self.record(evaluation)
 
     def ensemble(self, name: str, evaluations: Sequence[Evaluation]) -> Evaluation:
-        """The mean of ``evaluations``' probabilities (no weight tuned), scored three ways."""
+        """The mean of ``evaluations``' probabilities (no weight tuned), scored by each decision rule."""
         mean = average_probabilities(evaluations)
         task = evaluations[0].task
         return self.record(evaluate_probabilities(name, task, mean.probabilities, mean.classes,
                                                   task_labels(self.train, task), self.labels(task), self.folds,
-                                                  self.seed, self.n_boot))
+                                                  self.seed, self.n_boot, mean.held_out))
 
     def layered(self, name: str, binary: Evaluation, levels: Evaluation) -> Evaluation:
         """The layered model: ``binary``'s decision rules, then ``levels``' raw labels."""
@@ -447,6 +532,41 @@ class Experiment:
         rows = self.all_results
         return rows if rows.empty else rows[rows["smoke_test"]].reset_index(drop=True)
 
+    def binary_roc_auc(self) -> pd.DataFrame:
+        """ROC AUC of P(participation) = 1 - P(None) on the test comments, for each recorded
+        binary model with probabilities: how well it ranks, whatever the decision rule.
+        Columns: model, protocol (that of its raw row), roc_auc, n."""
+        from sklearn.metrics import roc_auc_score
+
+        truth = self.labels("binary") != NONE
+        rows = []
+        for e in self.evaluations_:
+            if e.task != "binary" or e.probabilities is None or NONE not in list(e.classes) or len(set(truth)) < 2:
+                continue
+            p_participation = 1 - np.asarray(e.probabilities)[:, list(e.classes).index(NONE)]
+            protocol = next((r["protocol"] for r in e.rows if r["decision"] == "raw"), PAPER_PROTOCOL)
+            rows.append({"model": e.name, "protocol": protocol, "roc_auc": float(roc_auc_score(truth, p_participation)),
+                         "n": len(truth)})
+        return pd.DataFrame(rows, columns=["model", "protocol", "roc_auc", "n"])
+
+    def collapsed_estimates(self) -> pd.DataFrame:
+        """The prior-shift decisions left out of the results because their estimate
+        collapsed: model, task, decision, and the sentence that says what collapsed."""
+        return pd.DataFrame([{"model": e.name, "task": e.task, "decision": decision, "estimate": sentence}
+                             for e in self.evaluations_ for decision, sentence in e.collapsed.items()],
+                            columns=["model", "task", "decision", "estimate"])
+
+    def collapse_note(self) -> str:
+        """A paragraph for the reader on the collapsed prior estimates ("" when none collapsed)."""
+        collapsed = self.collapsed_estimates()
+        if collapsed.empty:
+            return ""
+        cases = "; ".join(f"{r.model} ({r.task}, {r.decision})" for r in collapsed.itertuples())
+        return (f"{len(collapsed)} prior estimate(s) collapsed and are not in the results: {cases}. A collapsed "
+                f"estimate drives a class present in training to a share below {metrics.COLLAPSE_SHARE:.0%}, so "
+                "the adjusted decisions never predict it; its weighted F1 would describe the estimator's "
+                "failure, not the model.")
+
     def smoke_test_note(self, rows: pd.DataFrame) -> str:
         """A sentence for rows that are smoke tests ("" when none is): shown with them."""
         if rows.empty or "smoke_test" not in rows or not rows["smoke_test"].any():
@@ -464,21 +584,25 @@ class Experiment:
         results = self.all_results
         return results[results["model"].str.contains(contains, regex=False)].reset_index(drop=True)
 
-    def best(self, protocol: str | None = None) -> pd.DataFrame:
-        """Each (protocol, model, task)'s row with its best decision rule; only ``protocol``'s when given."""
+    def chosen(self, protocol: str | None = None) -> pd.DataFrame:
+        """Each (protocol, model, task)'s row under the decision rule fixed in advance
+        (the first of ``DECISION_PREFERENCE`` that it has): no test label picks the rule,
+        as none may under the paper's protocol. Only ``protocol``'s rows when given."""
         results = self.results
         if protocol is not None:
             results = results[results["protocol"] == check_protocol(protocol)]
-        return (results.sort_values("weighted_f1", ascending=False)
-                .groupby(["protocol", "model", "task"], as_index=False, sort=False).first())
+        rank = {decision: i for i, decision in enumerate(DECISION_PREFERENCE)}
+        results = results.assign(_rank=results["decision"].map(rank).fillna(len(rank)))
+        return (results.sort_values("_rank", kind="stable")
+                .groupby(["protocol", "model", "task"], as_index=False, sort=False).first().drop(columns="_rank"))
 
     def table(self, reference: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
         """The results table in long form: one row per (protocol, task, model) that was run,
-        its best decision rule's weighted F1 [95 % CI], that rule, and the test comments
+        its weighted F1 [95 % CI] under the decision rule fixed in advance (``chosen``), that rule, and the test comments
         scored; the paper protocol first, each task's always-None floor, then
         ``reference`` rows (label → columns, e.g. a paper's published figure). No cell
         stands for a model that was never run on a task; smoke tests are left out."""
-        best = self.best()
+        best = self.chosen()
         order = {p: i for i, p in enumerate(PROTOCOLS)}
         tasks = {t: i for i, t in enumerate(("binary", "multiclass", "layered"))}
         best = best.assign(_p=best["protocol"].map(order), _t=best["task"].map(tasks).fillna(len(tasks)))
