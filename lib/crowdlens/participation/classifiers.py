@@ -370,11 +370,13 @@ def evaluate_probabilities(name: str, task: str, probabilities: np.ndarray, clas
 
 def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.DataFrame,
               text_column: str = "ActionFocusedText", folds: int = 5, seed: int = 0,
-              n_boot: int = 1000) -> Evaluation:
+              n_boot: int = 1000, held_out_folds: int = 5) -> Evaluation:
     """Fit ``estimator`` for ``task`` on ``train``, score it on ``test`` by each decision rule.
 
     ``task="levels"`` fits on the participation comments only (the second step of the
     layered model) and returns its probabilities and raw predictions without scoring.
+    ``held_out_folds``: folds of the training set for the out-of-fold copies that give a
+    model without a validation split of its own its held-out rows (BBSE).
     Used in the training chapter (through ``Experiment.run``).
     """
     if task == "levels":
@@ -388,7 +390,7 @@ def run_model(name: str, estimator, task: str, train: pd.DataFrame, test: pd.Dat
     train_texts = train[text_column].astype(str).tolist()
     estimator.fit(train_texts, list(y_train))
     probabilities = estimator.predict_proba(test[text_column].astype(str).tolist())
-    held_out = held_out_probabilities(estimator, train_texts, list(y_train), folds, seed)
+    held_out = held_out_probabilities(estimator, train_texts, list(y_train), held_out_folds, seed)
     evaluation = evaluate_probabilities(name, task, probabilities, estimator.classes_, y_train, y_test, folds, seed,
                                         n_boot, held_out)
     evaluation.estimator = estimator
@@ -444,16 +446,16 @@ class Experiment:
 
     def __init__(self, train: pd.DataFrame, test: pd.DataFrame, text_column: str = "ActionFocusedText",
                  folds: int = 5, seed: int = 0, n_boot: int = 1000,
-                 smoke_test_below: int = SMOKE_TEST_MAX_ROWS):
+                 smoke_test_below: int = SMOKE_TEST_MAX_ROWS, held_out_folds: int = 5):
         self.train, self.test, self.text_column = train, test, text_column
         self.folds, self.seed, self.n_boot = folds, seed, n_boot
-        self.smoke_test_below = smoke_test_below
+        self.smoke_test_below, self.held_out_folds = smoke_test_below, held_out_folds
         self.evaluations_: list[Evaluation] = []
 
     def with_train(self, train: pd.DataFrame) -> "Experiment":
         """A new, empty experiment with the same test set and settings and another training set."""
         return Experiment(train, self.test, self.text_column, self.folds, self.seed, self.n_boot,
-                          self.smoke_test_below)
+                          self.smoke_test_below, self.held_out_folds)
 
     def record(self, evaluation: Evaluation) -> Evaluation:
         self.evaluations_.append(evaluation)
@@ -471,7 +473,7 @@ class Experiment:
         (``run_model``; the fitted copy is ``evaluation.estimator``); recorded unless
         ``task="levels"``. The same unfitted estimator can serve every task."""
         evaluation = run_model(name, clone(estimator, safe=False), task, self.train, self.test, self.text_column,
-                               self.folds, self.seed, self.n_boot)
+                               self.folds, self.seed, self.n_boot, self.held_out_folds)
         return evaluation if task == "levels" else self.record(evaluation)
 
     def ensemble(self, name: str, evaluations: Sequence[Evaluation]) -> Evaluation:
@@ -598,10 +600,11 @@ class Experiment:
 
     def table(self, reference: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
         """The results table in long form: one row per (protocol, task, model) that was run,
-        its weighted F1 [95 % CI] under the decision rule fixed in advance (``chosen``), that rule, and the test comments
-        scored; the paper protocol first, each task's always-None floor, then
-        ``reference`` rows (label → columns, e.g. a paper's published figure). No cell
-        stands for a model that was never run on a task; smoke tests are left out."""
+        its weighted F1 [95 % CI] under the decision rule fixed in advance (``chosen``), that
+        rule, and the test comments scored; the paper protocol first, each task's
+        always-None floor, then ``reference`` rows (label → columns, e.g. a paper's
+        published figure). No cell stands for a model that was never run on a task; smoke
+        tests are left out."""
         best = self.chosen()
         order = {p: i for i, p in enumerate(PROTOCOLS)}
         tasks = {t: i for i, t in enumerate(("binary", "multiclass", "layered"))}
