@@ -81,6 +81,7 @@ from crowdlens.participation.lexicon import (  # noqa: F401
     tokenize,
 )
 from crowdlens.participation.llm_labels import LLMAnnotator, llm_annotate  # noqa: F401
+from crowdlens.participation.pretraining import DomainCorpus, domain_corpus, mlm_pretrain, pretraining_card  # noqa: F401
 from crowdlens.participation.saved import (  # noqa: F401
     CARD_VERSION,
     SAVED_CLASSIFIERS,
