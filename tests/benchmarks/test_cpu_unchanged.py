@@ -3,26 +3,15 @@ each cell, on hand-made executed notebooks."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # the benchmark imports its sibling chapter_runs
-    try:
-        spec = importlib.util.spec_from_file_location("bench_cpu_unchanged", BENCHMARKS / "bench_cpu_unchanged.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def bench(load_benchmark):
+    return load_benchmark("cpu_unchanged")
 
 
 def executed(folder: Path, name: str, cells: list[tuple[str, list[dict]]]) -> None:

@@ -3,27 +3,14 @@ decision rule fixed in advance, never the row that scored best on the test label
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
 from crowdlens.participation import PAPER_PROTOCOL, TARGET_FOLDS_PROTOCOL, THRESHOLD_PROTOCOL
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    sys.path.insert(0, str(BENCHMARKS))  # the benchmark imports its sibling chapter_runs
-    try:
-        spec = importlib.util.spec_from_file_location("bench_training_quality", BENCHMARKS / "bench_training_quality.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def bench(load_benchmark):
+    return load_benchmark("training_quality")
 
 
 def row(model, task, decision, f1, protocol=PAPER_PROTOCOL):
