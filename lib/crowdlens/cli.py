@@ -133,6 +133,40 @@ def params(chapter: str = typer.Argument(..., metavar="CHAPTER", help="chapter n
     console.print(table)
 
 
+@app.command()
+def pretrain(
+    model: str = typer.Option("minilm", "--model", help="the encoder to adapt: an offline name, a hub id or a folder"),
+    texts: int = typer.Option(100_000, "--texts", min=0, help="Reddit texts to sample (0 = all 808k: days on 2 cores)"),
+    epochs: int = typer.Option(1, "--epochs", min=1),
+    max_length: int = typer.Option(128, "--max-length", min=8, help="tokens per text"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    seed: int = typer.Option(0, "--seed", min=0),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+):
+    """Domain-adaptive masked-LM pretraining of an encoder on the unlabelled Reddit corpora,
+    every test comment kept out; hours on 2 cores: it checkpoints, and the same command
+    resumes a killed run. Prints the folder to fine-tune (``encoder_model``)."""
+    from crowdlens.data.registry import load_collective_action
+    from crowdlens.participation.pretraining import domain_corpus, mlm_pretrain, pretraining_card
+
+    try:
+        corpus = domain_corpus(load_collective_action("test"), max_texts=texts, seed=seed, progress=True)
+    except DataError as exc:
+        _fail(str(exc))
+    console.print(f"{len(corpus.texts):,} texts ({corpus.excluded_by_id} dropped by test CommentID, "
+                  f"{corpus.excluded_by_text} for sharing a test comment's text or sentence)", markup=False)
+    try:
+        folder = mlm_pretrain(corpus, model, epochs=epochs, max_length=max_length, batch_size=batch_size, seed=seed,
+                              device=device)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the last checkpoint is kept in the model cache; the same command resumes "
+                          "from it", highlight=False, soft_wrap=True)
+        raise typer.Exit(INTERRUPTED_EXIT)
+    card = pretraining_card(folder)
+    console.print(f"{folder}  ({card['steps']:,} steps in {card['seconds'] / 60:.1f} min; pass it as "
+                  f"encoder_model)", markup=False)
+
+
 @data_app.command("fetch")
 def data_fetch(
     names: Optional[list[str]] = typer.Argument(None, help="sources or tables (default: all)"),

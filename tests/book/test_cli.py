@@ -119,3 +119,16 @@ def test_the_device_option_sets_every_chapters_device_parameter(no_kernel):
     result = runner.invoke(app, ["run", "training", "--device", "CPU", "-p", "epochs", "1", "--no-html"])
     assert result.exit_code == 0, result.output
     assert no_kernel == [("training", "quick", {"epochs": "1", "device": "cpu"})]
+
+
+def test_pretrain_keeps_test_comments_out_and_prints_the_folder(tiny_encoder, isolated_cache, shared_data,
+                                                               monkeypatch):
+    """`crowdlens pretrain` on a small sample of the real corpora, with a tiny encoder."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    command = ["pretrain", "--model", tiny_encoder, "--texts", "24", "--max-length", "12", "--batch-size", "8",
+               "--device", "cpu"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "dropped by test CommentID" in result.output and "3 steps" in result.output
+    folders = list((isolated_cache / "models").glob("*-reddit-mlm-*"))
+    assert len(folders) == 1 and str(folders[0]) in result.output.replace("\n", "")

@@ -95,32 +95,35 @@ def domain_corpus(exclude: pd.DataFrame, tables: Mapping[str, pd.DataFrame] | No
     COVID 2020 tables of the data folder) with every comment of ``exclude`` (the test
     set: ``CommentID`` and ``EXCLUDED_COLUMNS``) kept out, by id, by whole text and by
     shared sentence. Texts shorter than ``min_chars`` are dropped; ``max_texts`` > 0
-    keeps a random sample of that many (``seed``)."""
+    draws a random sample of that many candidates first (``seed``), so the text checks
+    run on the sample only (the excluded counts are then the sample's)."""
     if "CommentID" not in exclude or not any(c in exclude for c in EXCLUDED_COLUMNS):
         raise ValueError(f"exclude must be the comments to keep out, with CommentID and one of {EXCLUDED_COLUMNS} "
                          "(the test set: crowdlens.data.load_collective_action('test'))")
     if tables is None:
         tables = {"political_2017_2018": load_reddit_political(), "us_local_covid_2020": load_reddit_covid()}
     ids = set(exclude["CommentID"].astype(str))
-    digests = excluded_digests(exclude)
-    texts, kept, by_id, by_text = [], {}, 0, 0
+    candidates, sources, by_id = [], [], 0
     for name, frame in tables.items():
         text = reddit_text(frame)
         long_enough = text.str.len() >= min_chars
         frame, text = frame[long_enough], text[long_enough]
         same_id = frame["id"].astype(str).isin(ids) if "id" in frame else pd.Series(False, index=frame.index)
         by_id += int(same_id.sum())
-        count = 0
-        for value in tqdm(text[~same_id].tolist(), desc=f"excluding test comments ({name})", disable=not progress):
-            if _digest(_normalised(value)) in digests or not _sentence_digests(value).isdisjoint(digests):
-                by_text += 1
-                continue
-            texts.append(value)
-            count += 1
-        kept[name] = count
-    if max_texts and len(texts) > max_texts:
-        chosen = np.sort(np.random.default_rng(seed).choice(len(texts), max_texts, replace=False))
-        texts = [texts[i] for i in chosen]
+        candidates += text[~same_id].tolist()
+        sources += [name] * int((~same_id).sum())
+    chosen = range(len(candidates))
+    if max_texts and len(candidates) > max_texts:
+        chosen = np.sort(np.random.default_rng(seed).choice(len(candidates), max_texts, replace=False))
+    digests = excluded_digests(exclude)
+    texts, kept, by_text = [], dict.fromkeys(tables, 0), 0
+    for i in tqdm(chosen, desc="keeping test comments out", disable=not progress):
+        value = candidates[i]
+        if _digest(_normalised(value)) in digests or not _sentence_digests(value).isdisjoint(digests):
+            by_text += 1
+            continue
+        texts.append(value)
+        kept[sources[i]] += 1
     return DomainCorpus(texts, kept, by_id, by_text)
 
 
