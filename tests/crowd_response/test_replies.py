@@ -49,7 +49,7 @@ def test_clean_reply_keeps_the_first_line_without_replacement_characters():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("adapter", ["lora", "mixture"])
+@pytest.mark.parametrize("adapter", ["lora", "mixture", "pac"])
 def test_reply_model_learns_a_users_habit(adapter, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     examples = pd.DataFrame({"post_text": ["今天下雨", "股市大跌", "新电影上映", "地震了"] * 4,
@@ -62,14 +62,14 @@ def test_reply_model_learns_a_users_habit(adapter, monkeypatch):
     assert chosen == ["转发微博", "转发微博"] and list(picked) == [1, 0]
     # the cached-prompt score equals the mean log-probability of one plain forward pass
     row = examples.iloc[0].to_dict() | {"reply": "股市大跌了"}
-    ids, labels = model._encode(row)
-    with torch.inference_mode():
+    ids, labels, post, user = model._encode(row)
+    with torch.inference_mode(), model._spans([post], [user]):
         logits = model.model_(input_ids=torch.tensor([ids])).logits[0, :-1]
     target = torch.tensor(labels[1:])
     plain = torch.log_softmax(logits.float(), -1)[target != -100].gather(1, target[target != -100][:, None]).mean()
     assert model.reply_logprob(examples.head(1), [["股市大跌了"]])[0][0] == pytest.approx(plain.item(), abs=1e-4)
     gates = model.mean_gates(examples.head(2))
-    if adapter == "mixture":
+    if adapter in ("mixture", "pac"):
         sums = gates.groupby("layer")[["analyze", "compose"]].sum()
         assert np.allclose(sums, 1, atol=1e-4)
     else:

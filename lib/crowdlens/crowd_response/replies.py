@@ -22,6 +22,7 @@ from crowdlens.core.hub import load_causal_lm
 from crowdlens.core.sampling import per_group_sample
 from crowdlens.crowd_response.distributions import texted_reactions
 from crowdlens.crowd_response.mixture_lora import apply_mixture_lora, mixture_layers
+from crowdlens.crowd_response.pac_lora import PAC_TARGET_MODULES, PACSpans, apply_pac_lora, pac_layers, token_spans
 from crowdlens.data.pseudonym import NOT_PEOPLE
 
 MENTION = re.compile(r"@[\w\-\u00b7\u4e00-\u9fff]+")
@@ -89,27 +90,41 @@ def reply_examples(reactions: pd.DataFrame, posts: pd.DataFrame, min_texted: int
     return train, data.loc[is_test, columns].reset_index(drop=True)
 
 
+def reply_prompt_parts(post_text: str, history: Sequence[str] | None = None, max_post_chars: int = 100,
+                       max_history_chars: int = 30) -> tuple[str, str, str]:
+    """The model's input in its three parts: the post, the user's earlier replies ("" without
+    a history), the cue. PAC-LoRA's gates read the first two apart."""
+    post = f"微博：{str(post_text)[:max_post_chars]}\n"
+    user = ("这位用户以前的评论：\n" + "".join(f"- {h[:max_history_chars]}\n" for h in history)) if history else ""
+    return post, user, "这位用户的评论："
+
+
 def reply_prompt(post_text: str, history: Sequence[str] | None = None, max_post_chars: int = 100,
                  max_history_chars: int = 30) -> str:
     """The model's input: the post, optionally the user's earlier replies, then the cue."""
-    prompt = f"微博：{str(post_text)[:max_post_chars]}\n"
-    if history:
-        prompt += "这位用户以前的评论：\n" + "".join(f"- {h[:max_history_chars]}\n" for h in history)
-    return prompt + "这位用户的评论："
+    return "".join(reply_prompt_parts(post_text, history, max_post_chars, max_history_chars))
 
 
 # Model -----------------------------------------------------------------------------------
 
-#: The adapters ``ReplyModel`` trains: plain LoRA, or the mixture of LoRA experts.
-ADAPTERS = ("lora", "mixture")
+#: The adapters ``ReplyModel`` trains: plain LoRA; the mixture of LoRA experts gated per
+#: token (``mixture_lora``); PAC-LoRA as SocialAlign builds it, its gates reading the post
+#: and the user's history apart (``pac_lora``).
+ADAPTERS = ("lora", "mixture", "pac")
+#: The projections each adapter adapts unless ``target_modules`` says otherwise.
+DEFAULT_TARGETS = {"lora": ("q_proj", "v_proj"), "mixture": ("q_proj", "v_proj"), "pac": PAC_TARGET_MODULES}
 
 
 class ReplyModel(BaseEstimator):
     """A causal LM fine-tuned to write a user's reply, with one kind of adapter.
 
-    ``adapter``: ``"lora"`` (peft LoRA on the attention projections) or ``"mixture"``
-    (``n_experts`` LoRA experts with analyze/compose gates). ``use_history`` puts the
-    user's earlier replies in the prompt. The loss covers the reply tokens only.
+    ``adapter``: ``"lora"`` (peft LoRA on the attention projections), ``"mixture"``
+    (``n_experts`` LoRA experts with analyze/compose gates read from every token) or
+    ``"pac"`` (SocialAlign's PAC-LoRA: the analyze gate reads the post's tokens, the
+    compose gate the user's history; on every projection of each block by default).
+    ``target_modules`` (default: ``DEFAULT_TARGETS`` of the adapter) names the adapted
+    projections. ``use_history`` puts the user's earlier replies in the prompt. The loss
+    covers the reply tokens only.
 
     ``device`` trains and runs it (``crowdlens.core.device``: float32 on the CPU; on an
     accelerator the base weights load in half precision and the adapters train in
@@ -120,7 +135,7 @@ class ReplyModel(BaseEstimator):
     """
 
     def __init__(self, model: str = "smollm2", adapter: str = "lora", use_history: bool = True, rank: int = 8,
-                 n_experts: int = 3, temperature: float = 1.0, target_modules: Sequence[str] = ("q_proj", "v_proj"),
+                 n_experts: int = 3, temperature: float = 1.0, target_modules: Sequence[str] | None = None,
                  steps: int = 100, batch_size: int = 4, learning_rate: float = 1e-3, max_length: int = 256,
                  max_reply_chars: int = 40, seed: int = 0, progress: bool = True, device: str = "auto",
                  load_in_4bit: bool = False):
@@ -134,14 +149,42 @@ class ReplyModel(BaseEstimator):
     def _prompt(self, row) -> str:
         return reply_prompt(row["post_text"], row["history"] if self.use_history else None)
 
+    def _prompt_ids(self, row) -> tuple[list[int], list[bool], list[bool]]:
+        """The prompt's tokens, and which of them are the post's and the user's history's.
+        PAC-LoRA tokenises the three parts apart so that the spans are exact; the other
+        adapters tokenise the prompt whole (no span is marked)."""
+        if self.adapter != "pac":
+            ids = self.tokenizer_(self._prompt(row), add_special_tokens=False)["input_ids"]
+            return ids, [False] * len(ids), [False] * len(ids)
+        post, user, cue = (self.tokenizer_(part, add_special_tokens=False)["input_ids"] if part else []
+                           for part in reply_prompt_parts(row["post_text"], row["history"] if self.use_history
+                                                          else None))
+        rest = len(user) + len(cue)
+        return (post + user + cue, [True] * len(post) + [False] * rest,
+                [False] * len(post) + [True] * len(user) + [False] * len(cue))
+
+    def _spans(self, post, user):
+        """The forward passes inside see these spans (PAC-LoRA); a no-op for the other adapters."""
+        import contextlib
+
+        import torch
+
+        if self.adapter != "pac":
+            return contextlib.nullcontext()
+        return token_spans(self.model_, PACSpans(torch.as_tensor(post, dtype=torch.bool),
+                                                 torch.as_tensor(user, dtype=torch.bool)))
+
     def _adapt(self, lm):
+        targets = tuple(self.target_modules or DEFAULT_TARGETS[self.adapter])
         if self.adapter == "mixture":
-            return apply_mixture_lora(lm, tuple(self.target_modules), n_experts=self.n_experts, rank=self.rank,
+            return apply_mixture_lora(lm, targets, n_experts=self.n_experts, rank=self.rank,
                                       alpha=2 * self.rank, temperature=self.temperature)
+        if self.adapter == "pac":
+            return apply_pac_lora(lm, targets, n_experts=self.n_experts, rank=self.rank, alpha=2 * self.rank)
         from peft import LoraConfig, get_peft_model
 
         return get_peft_model(lm, LoraConfig(r=self.rank, lora_alpha=2 * self.rank, lora_dropout=0.0,
-                                             target_modules=list(self.target_modules), task_type="CAUSAL_LM"))
+                                             target_modules=list(targets), task_type="CAUSAL_LM"))
 
     def _on_device(self, tensor):
         """``tensor`` where the fitted model runs (on the CPU, ``tensor`` itself)."""
@@ -152,11 +195,17 @@ class ReplyModel(BaseEstimator):
         ids = self.tokenizer_(str(reply)[: self.max_reply_chars], add_special_tokens=False)["input_ids"]
         return ids + [self.tokenizer_.eos_token_id]
 
+    def _truncated_prompt(self, row, room: int) -> tuple[list[int], list[bool], list[bool]]:
+        """The prompt cut from the left to at most ``room`` tokens (the cue stays), its spans with it."""
+        ids, post, user = self._prompt_ids(row)
+        cut = max(0, len(ids) - max(1, room))
+        return ids[cut:], post[cut:], user[cut:]
+
     def _encode(self, row):
-        prompt = self.tokenizer_(self._prompt(row), add_special_tokens=False)["input_ids"]
         reply = self._reply_ids(row["reply"])
-        prompt = prompt[-(self.max_length - len(reply)):] if len(prompt) + len(reply) > self.max_length else prompt
-        return prompt + reply, [-100] * len(prompt) + reply
+        prompt, post, user = self._truncated_prompt(row, self.max_length - len(reply))
+        after = [False] * len(reply)
+        return prompt + reply, [-100] * len(prompt) + reply, post + after, user + after
 
     def fit(self, examples: pd.DataFrame) -> "ReplyModel":
         import torch
@@ -180,14 +229,16 @@ class ReplyModel(BaseEstimator):
         for _ in tqdm(range(self.steps), desc=f"fine-tuning ({self.adapter}{', history' if self.use_history else ''})",
                       disable=not self.progress):
             batch = [encoded[i] for i in rng.integers(0, len(encoded), self.batch_size)]
-            width = max(len(ids) for ids, _ in batch)
+            width = max(len(ids) for ids, *_ in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, (x, y) in enumerate(batch):
+            post, user = (torch.zeros((len(batch), width), dtype=torch.bool) for _ in range(2))
+            for row, (x, y, in_post, in_user) in enumerate(batch):
                 ids[row, : len(x)], labels[row, : len(y)], mask[row, : len(x)] = (
                     torch.tensor(x), torch.tensor(y), 1)
-            with autocast(device):
+                post[row, : len(x)], user[row, : len(x)] = torch.tensor(in_post), torch.tensor(in_user)
+            with autocast(device), self._spans(post, user):
                 loss = self.model_(**to_device({"input_ids": ids, "attention_mask": mask, "labels": labels},
                                                device)).loss
             if scaler is None:
@@ -206,21 +257,30 @@ class ReplyModel(BaseEstimator):
         return self
 
     def generate(self, examples: pd.DataFrame, max_new_tokens: int = 32, batch_size: int = 8) -> list[str]:
-        """Greedy replies, one per example (left-padded batches)."""
+        """Greedy replies, one per example (left-padded batches; a prompt longer than
+        ``max_length`` loses its start, as in training, never its cue)."""
         import torch
 
-        prompts = [self._prompt(row) for _, row in examples.iterrows()]
-        self.tokenizer_.padding_side = "left"
+        prompts = [self._truncated_prompt(row, self.max_length) for _, row in examples.iterrows()]
+        pad = self.tokenizer_.pad_token_id
         replies = []
         with torch.inference_mode():
             for start in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not self.progress):
-                batch = self.tokenizer_(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                                        add_special_tokens=False, truncation=True, max_length=self.max_length)
-                batch = to_device(dict(batch), self.device_)
+                chunk = prompts[start:start + batch_size]
+                width = max(len(ids) for ids, *_ in chunk)
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                post, user = (torch.zeros((len(chunk), width), dtype=torch.bool) for _ in range(2))
+                for row, (x, in_post, in_user) in enumerate(chunk):  # left padding: every prompt ends at the cue
+                    ids[row, width - len(x):], mask[row, width - len(x):] = torch.tensor(x), 1
+                    post[row, width - len(x):], user[row, width - len(x):] = (torch.tensor(in_post),
+                                                                              torch.tensor(in_user))
+                batch = to_device({"input_ids": ids, "attention_mask": mask}, self.device_)
                 # plain greedy decoding: an n-gram ban would also ban copying the user's own
                 # earlier phrases from the prompt, which is what personalisation should allow
-                out = self.model_.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                           pad_token_id=self.tokenizer_.pad_token_id)
+                with self._spans(post, user):
+                    out = self.model_.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                               pad_token_id=pad)
                 new = out[:, batch["input_ids"].shape[1]:]
                 replies += [clean_reply(t) for t in self.tokenizer_.batch_decode(new, skip_special_tokens=True)]
         return replies
@@ -244,22 +304,23 @@ class ReplyModel(BaseEstimator):
                 if not len(options):
                     raise ValueError(f"example {row.name} has no candidate reply")
                 encoded = [self._reply_ids(c) for c in options]
-                prompt = self.tokenizer_(self._prompt(row), add_special_tokens=False)["input_ids"]
-                prompt = prompt[-max(1, self.max_length - max(map(len, encoded))):]  # as _encode truncates
-                start = self.model_(input_ids=self._on_device(torch.tensor([prompt])), use_cache=True)
-                prompt_cache = getattr(start, "cache", None)
-                prompt_cache = start.past_key_values if prompt_cache is None else prompt_cache
-                first = torch.log_softmax(start.logits[0, -1].float(), -1)
+                prompt, post, user = self._truncated_prompt(row, self.max_length - max(map(len, encoded)))
                 row_scores = []
-                for reply in encoded:
-                    logprobs = first[reply[:1]]
-                    if len(reply) > 1:
-                        logits = self.model_(input_ids=self._on_device(torch.tensor([reply[:-1]])), use_cache=True,
-                                             **{keyword: copy.deepcopy(prompt_cache)}).logits[0]
-                        following = self._on_device(torch.tensor(reply[1:]))
-                        rest = torch.log_softmax(logits.float(), -1).gather(1, following[:, None])[:, 0]
-                        logprobs = torch.cat([logprobs, rest])
-                    row_scores.append(logprobs.mean().item())
+                # the candidates follow the prompt, outside its spans
+                with self._spans([post], [user]):
+                    start = self.model_(input_ids=self._on_device(torch.tensor([prompt])), use_cache=True)
+                    prompt_cache = getattr(start, "cache", None)
+                    prompt_cache = start.past_key_values if prompt_cache is None else prompt_cache
+                    first = torch.log_softmax(start.logits[0, -1].float(), -1)
+                    for reply in encoded:
+                        logprobs = first[reply[:1]]
+                        if len(reply) > 1:
+                            logits = self.model_(input_ids=self._on_device(torch.tensor([reply[:-1]])),
+                                                 use_cache=True, **{keyword: copy.deepcopy(prompt_cache)}).logits[0]
+                            following = self._on_device(torch.tensor(reply[1:]))
+                            rest = torch.log_softmax(logits.float(), -1).gather(1, following[:, None])[:, 0]
+                            logprobs = torch.cat([logprobs, rest])
+                        row_scores.append(logprobs.mean().item())
                 scores.append(np.array(row_scores))
         return scores
 
@@ -273,12 +334,16 @@ class ReplyModel(BaseEstimator):
         return [str(options[k]) for options, k in zip(candidates, picked)], picked
 
     def mean_gates(self, examples: pd.DataFrame) -> pd.DataFrame | None:
-        """For a mixture model: the mean analyze and compose gate weight of each expert over
-        the prompts' tokens, per adapted layer (None for plain LoRA)."""
+        """For a mixture or PAC model: the mean analyze and compose weight of each expert,
+        per adapted layer, over the prompts' tokens (mixture) or over the tokens each gate
+        reads (PAC: the analyze gate on the post, the compose gate on the history). None
+        for plain LoRA."""
         import torch
 
-        if self.adapter != "mixture":
+        if self.adapter == "lora":
             return None
+        if self.adapter == "pac":
+            return self._pac_mean_gates(examples)
         layers = mixture_layers(self.model_)
         captured: dict[int, list] = {i: [] for i in range(len(layers))}
         hooks = [layer.register_forward_hook(lambda m, args, out, i=i: captured[i].append(
@@ -297,6 +362,32 @@ class ReplyModel(BaseEstimator):
             compose = torch.stack([v[1] for v in values]).mean(0)
             for e in range(layers[i].n_experts):
                 rows.append({"layer": i, "expert": e, "analyze": float(analyze[e]), "compose": float(compose[e])})
+        return pd.DataFrame(rows)
+
+    def _pac_mean_gates(self, examples: pd.DataFrame) -> pd.DataFrame:
+        import torch
+
+        layers = pac_layers(self.model_)
+        for layer in layers:
+            layer.kept = []
+        try:
+            with torch.inference_mode():
+                for _, row in examples.iterrows():
+                    ids, post, user = self._truncated_prompt(row, self.max_length)
+                    with self._spans([post], [user]):
+                        self.model_(input_ids=self._on_device(torch.tensor([ids])))
+            rows = []
+            for i, layer in enumerate(layers):
+                analyze, compose, post, user = (torch.cat([k[j].reshape(-1, *k[j].shape[2:]) for k in layer.kept])
+                                                for j in range(4))
+                on_post, on_user = analyze[post.reshape(-1)], compose[user.reshape(-1)]
+                for e in range(layer.n_experts):
+                    rows.append({"layer": i, "expert": e,
+                                 "analyze": float(on_post[:, e].mean()) if len(on_post) else float("nan"),
+                                 "compose": float(on_user[:, e].mean()) if len(on_user) else float("nan")})
+        finally:
+            for layer in layers:
+                layer.kept = None
         return pd.DataFrame(rows)
 
 
