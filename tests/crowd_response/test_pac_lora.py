@@ -122,3 +122,6 @@ def test_a_pac_reply_model_trains_writes_scores_and_reads_the_spans(tiny_causal_
     assert not np.allclose(new_history["compose"], base["compose"]) and np.allclose(new_history["analyze"],
                                                                                     base["analyze"])
     assert np.allclose(base[["analyze", "compose"]].sum(), 1)
+    gates = model.mean_gates(examples())
+    assert list(gates.columns) == ["layer", "block", "projection", "expert", "analyze", "compose"]
+    assert sorted(set(gates["block"])) == [0, 1] and set(gates["projection"]) == {"q_proj", "v_proj", "down_proj"}

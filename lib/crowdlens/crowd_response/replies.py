@@ -336,8 +336,9 @@ class ReplyModel(BaseEstimator):
     def mean_gates(self, examples: pd.DataFrame) -> pd.DataFrame | None:
         """For a mixture or PAC model: the mean analyze and compose weight of each expert,
         per adapted layer, over the prompts' tokens (mixture) or over the tokens each gate
-        reads (PAC: the analyze gate on the post, the compose gate on the history). None
-        for plain LoRA."""
+        reads (PAC: the analyze gate on the post, the compose gate on the history). Columns:
+        ``layer`` (the adapted projection's index), ``block`` (its transformer block),
+        ``projection`` (its name), ``expert``, ``analyze``, ``compose``. None for plain LoRA."""
         import torch
 
         if self.adapter == "lora":
@@ -362,7 +363,18 @@ class ReplyModel(BaseEstimator):
             compose = torch.stack([v[1] for v in values]).mean(0)
             for e in range(layers[i].n_experts):
                 rows.append({"layer": i, "expert": e, "analyze": float(analyze[e]), "compose": float(compose[e])})
-        return pd.DataFrame(rows)
+        return self._with_places(pd.DataFrame(rows), layers)
+
+    def _with_places(self, gates: pd.DataFrame, layers) -> pd.DataFrame:
+        """``gates`` with each adapted layer's transformer block and projection name."""
+        names = {id(module): name for name, module in self.model_.named_modules()}
+        places = []
+        for layer in layers:
+            name = names[id(layer)]
+            block = re.search(r"\.(\d+)\.", name)
+            places.append((int(block.group(1)) if block else -1, name.rsplit(".", 1)[-1]))
+        where = pd.DataFrame(places, columns=["block", "projection"]).rename_axis("layer").reset_index()
+        return gates.merge(where, on="layer")[["layer", "block", "projection", "expert", "analyze", "compose"]]
 
     def _pac_mean_gates(self, examples: pd.DataFrame) -> pd.DataFrame:
         import torch
@@ -388,7 +400,7 @@ class ReplyModel(BaseEstimator):
         finally:
             for layer in layers:
                 layer.kept = None
-        return pd.DataFrame(rows)
+        return self._with_places(pd.DataFrame(rows), layers)
 
 
 def _cache_keyword(model) -> str:
