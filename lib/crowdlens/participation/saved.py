@@ -156,7 +156,12 @@ def _with_test_metrics(binary, levels, card: dict, test: pd.DataFrame, seed: int
     y_binary, y_five = task_labels(test, "binary"), task_labels(test, "multiclass")
     p_binary = binary.predict_proba(test_texts)
     binary_cf, _ = crossfit_none_threshold(p_binary, binary.labels_, y_binary, folds=5, seed=seed)
-    five_cf = layered(binary_cf, levels.predict(test_texts))
+    # the level encoder reads only the comments the binary step lets through, as in predict()
+    levels_cf = np.full(len(test_texts), NONE, dtype=object)
+    positive = np.flatnonzero(np.asarray(binary_cf) != NONE)
+    if len(positive):
+        levels_cf[positive] = levels.predict([test_texts[i] for i in positive])
+    five_cf = layered(binary_cf, levels_cf)
     card = {**card, "none_threshold": best_none_threshold(p_binary, binary.labels_, y_binary),
             "git_commit": git_commit(),
             "test_metrics": {"binary": score(y_binary, binary_cf, n_boot=200),
