@@ -214,3 +214,30 @@ kernelspec:
 ---
 """
 
+
+
+# Benchmarks ------------------------------------------------------------------------------
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load_benchmark(name: str):
+    """The module ``benchmarks/bench_<name>.py``, loaded as benchmarks/run.py loads it
+    (its sibling ``chapter_runs`` importable while it loads)."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"bench_{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("cpu_unchanged")``: a benchmark module, for its tests."""
+    return _load_benchmark

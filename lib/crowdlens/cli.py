@@ -15,6 +15,8 @@ from rich.table import Column, Table as RichTable
 from crowdlens.book import runner
 from crowdlens.data import DataError, check, data_dir
 from crowdlens.data.fetch import DEFAULT_DEADLINE, DEFAULT_TIMEOUT, fetch
+from crowdlens.data.registry import load_collective_action
+from crowdlens.participation.pretraining import domain_corpus, mlm_pretrain, pretraining_card
 
 app = typer.Typer(help="CrowdLens: build the book, rerun chapters, fetch and check data.", no_args_is_help=True)
 data_app = typer.Typer(help="Fetch and check the book's datasets.", no_args_is_help=True)
@@ -146,9 +148,6 @@ def pretrain(
     """Domain-adaptive masked-LM pretraining of an encoder on the unlabelled Reddit corpora,
     every test comment kept out; hours on 2 cores: it checkpoints, and the same command
     resumes a killed run. Prints the folder to fine-tune (``encoder_model``)."""
-    from crowdlens.data.registry import load_collective_action
-    from crowdlens.participation.pretraining import domain_corpus, mlm_pretrain, pretraining_card
-
     try:
         corpus = domain_corpus(load_collective_action("test"), max_texts=texts, seed=seed, progress=True)
     except DataError as exc:
