@@ -65,24 +65,32 @@ class MixtureLoRALinear(nn.Module):
                 f"rank={self.rank}, temperature={self.temperature}")
 
 
-def apply_mixture_lora(model: nn.Module, target_modules: Iterable[str] = ("q_proj", "v_proj"), n_experts: int = 3,
-                       rank: int = 8, alpha: float = 16.0, temperature: float = 1.0, dropout: float = 0.0
-                       ) -> nn.Module:
-    """Replace every ``nn.Linear`` whose name ends with one of ``target_modules`` by a
-    ``MixtureLoRALinear`` and freeze everything else; returns the model (changed in place)."""
+def replace_linear_layers(model: nn.Module, target_modules: Iterable[str], make_layer) -> nn.Module:
+    """Freeze ``model`` and replace every ``nn.Linear`` whose name ends with one of
+    ``target_modules`` by ``make_layer(linear)``; returns the model (changed in place).
+    Shared by the per-token mixture and PAC-LoRA."""
     targets = tuple(target_modules)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     replaced = 0
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.Linear) and child_name.endswith(targets):
-                setattr(module, child_name, MixtureLoRALinear(child, n_experts, rank, alpha, temperature, dropout))
+                setattr(module, child_name, make_layer(child))
                 replaced += 1
     if replaced == 0:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ValueError(f"no linear layer ends with {list(targets)}; this model's linear layers are named {names}")
     return model
+
+
+def apply_mixture_lora(model: nn.Module, target_modules: Iterable[str] = ("q_proj", "v_proj"), n_experts: int = 3,
+                       rank: int = 8, alpha: float = 16.0, temperature: float = 1.0, dropout: float = 0.0
+                       ) -> nn.Module:
+    """Replace every ``nn.Linear`` whose name ends with one of ``target_modules`` by a
+    ``MixtureLoRALinear`` and freeze everything else; returns the model (changed in place)."""
+    return replace_linear_layers(model, target_modules, lambda linear: MixtureLoRALinear(
+        linear, n_experts, rank, alpha, temperature, dropout))
 
 
 def mixture_layers(model: nn.Module) -> list[MixtureLoRALinear]:

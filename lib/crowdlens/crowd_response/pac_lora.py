@@ -30,6 +30,8 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
+from crowdlens.crowd_response.mixture_lora import replace_linear_layers
+
 #: SocialAlign's gate width and the projections it adapts.
 GATE_HIDDEN = 32
 PAC_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -117,19 +119,8 @@ def apply_pac_lora(model: nn.Module, target_modules: Iterable[str] = PAC_TARGET_
                    ) -> nn.Module:
     """Replace every ``nn.Linear`` whose name ends with one of ``target_modules`` by a
     ``PACLoRALinear`` and freeze everything else; returns the model (changed in place)."""
-    targets = tuple(target_modules)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    replaced = 0
-    for module in list(model.modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, nn.Linear) and child_name.endswith(targets):
-                setattr(module, child_name, PACLoRALinear(child, n_experts, rank, alpha, gate_hidden, dropout))
-                replaced += 1
-    if replaced == 0:
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"no linear layer ends with {list(targets)}; this model's linear layers are named {names}")
-    return model
+    return replace_linear_layers(model, target_modules, lambda linear: PACLoRALinear(
+        linear, n_experts, rank, alpha, gate_hidden, dropout))
 
 
 def pac_layers(model: nn.Module) -> list[PACLoRALinear]:
