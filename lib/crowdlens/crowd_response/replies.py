@@ -9,6 +9,7 @@ distinct-n, and paired bootstrap differences between models.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Sequence
 
@@ -165,8 +166,6 @@ class ReplyModel(BaseEstimator):
 
     def _spans(self, post, user):
         """The forward passes inside see these spans (PAC-LoRA); a no-op for the other adapters."""
-        import contextlib
-
         import torch
 
         if self.adapter != "pac":
@@ -229,15 +228,7 @@ class ReplyModel(BaseEstimator):
         for _ in tqdm(range(self.steps), desc=f"fine-tuning ({self.adapter}{', history' if self.use_history else ''})",
                       disable=not self.progress):
             batch = [encoded[i] for i in rng.integers(0, len(encoded), self.batch_size)]
-            width = max(len(ids) for ids, *_ in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            post, user = (torch.zeros((len(batch), width), dtype=torch.bool) for _ in range(2))
-            for row, (x, y, in_post, in_user) in enumerate(batch):
-                ids[row, : len(x)], labels[row, : len(y)], mask[row, : len(x)] = (
-                    torch.tensor(x), torch.tensor(y), 1)
-                post[row, : len(x)], user[row, : len(x)] = torch.tensor(in_post), torch.tensor(in_user)
+            ids, labels, mask, post, user = _padded(batch, pad)
             with autocast(device), self._spans(post, user):
                 loss = self.model_(**to_device({"input_ids": ids, "attention_mask": mask, "labels": labels},
                                                device)).loss
@@ -266,15 +257,9 @@ class ReplyModel(BaseEstimator):
         replies = []
         with torch.inference_mode():
             for start in tqdm(range(0, len(prompts), batch_size), desc="generating", disable=not self.progress):
-                chunk = prompts[start:start + batch_size]
-                width = max(len(ids) for ids, *_ in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
-                post, user = (torch.zeros((len(chunk), width), dtype=torch.bool) for _ in range(2))
-                for row, (x, in_post, in_user) in enumerate(chunk):  # left padding: every prompt ends at the cue
-                    ids[row, width - len(x):], mask[row, width - len(x):] = torch.tensor(x), 1
-                    post[row, width - len(x):], user[row, width - len(x):] = (torch.tensor(in_post),
-                                                                              torch.tensor(in_user))
+                # left padding: every prompt ends at its cue, where generation starts
+                chunk = [(x, [-100] * len(x), p, u) for x, p, u in prompts[start:start + batch_size]]
+                ids, _, mask, post, user = _padded(chunk, pad, left=True)
                 batch = to_device({"input_ids": ids, "attention_mask": mask}, self.device_)
                 # plain greedy decoding: an n-gram ban would also ban copying the user's own
                 # earlier phrases from the prompt, which is what personalisation should allow
@@ -401,6 +386,24 @@ class ReplyModel(BaseEstimator):
             for layer in layers:
                 layer.kept = None
         return self._with_places(pd.DataFrame(rows), layers)
+
+
+def _padded(rows, pad: int, left: bool = False):
+    """(ids, labels, attention mask, post span, user span) tensors of ``rows`` (each ids,
+    labels, post and user lists of one length), padded to the longest on the right, or
+    on the ``left``."""
+    import torch
+
+    width = max(len(ids) for ids, *_ in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    post, user = (torch.zeros((len(rows), width), dtype=torch.bool) for _ in range(2))
+    for row, (x, y, in_post, in_user) in enumerate(rows):
+        where = slice(width - len(x), width) if left else slice(0, len(x))
+        ids[row, where], labels[row, where], mask[row, where] = torch.tensor(x), torch.tensor(y), 1
+        post[row, where], user[row, where] = torch.tensor(in_post), torch.tensor(in_user)
+    return ids, labels, mask, post, user
 
 
 def _cache_keyword(model) -> str:
