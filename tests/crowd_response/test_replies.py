@@ -34,6 +34,28 @@ def test_reply_examples_use_only_earlier_history():
     assert prompt.startswith("微博：四川地震") and "- 地震了 好怕" in prompt and prompt.endswith("评论：")
 
 
+def test_history_scorer_ranks_by_bm25_with_length_normalisation():
+    documents = ["地震", "地震 今天天气很好很好很好我们出去玩吧", "天气", ""]
+    bm25 = replies.history_scorer(documents)("地震")
+    assert bm25[0] > bm25[1] > 0 and bm25[2] == bm25[3] == 0  # a short on-topic reply first
+    tfidf = replies.history_scorer(documents, "tfidf")("地震")
+    assert np.argmax(tfidf) == 0 and tfidf[2] == 0
+    assert len(replies.history_scorer([])("地震")) == 0
+    with pytest.raises(ValueError, match="'bm25'"):
+        replies.history_scorer(documents, "bm52")
+
+
+def test_reply_examples_keep_the_top_k_earlier_replies_by_relevance():
+    texts = ["今天吃饭", "地震了", "好困", "转发", "地震 救援加油", "早安", "余震 地震"]
+    reactions = pd.DataFrame({"post_id": [f"p{i}" for i in range(7)], "reaction_id": list("abcdefg"),
+                              "author": ["u1"] * 7, "text": texts, "created_utc": range(7)})
+    posts = pd.DataFrame({"post_id": [f"p{i}" for i in range(7)], "text": ["饭"] * 6 + ["地震救援"]})
+    _, test = replies.reply_examples(reactions, posts, min_texted=2, history_k=2)
+    assert test.loc[0, "history"] == ["地震 救援加油", "地震了"]
+    _, test = replies.reply_examples(reactions, posts, min_texted=2, history_k=5, history_ranking="tfidf")
+    assert len(test.loc[0, "history"]) == 5 and test.loc[0, "history"][0] == "地震 救援加油"
+
+
 def test_reply_metrics_by_hand():
     assert replies.rouge_l_chars("abcd", "abd") == pytest.approx(2 * 1 * 0.75 / 1.75)
     assert replies.rouge_l_chars("转发微博", "转发微博") == 1 and replies.rouge_l_chars("abc", "xyz") == 0

@@ -2,7 +2,7 @@
 
 A causal LM (SmolLM2 offline, any hub id online) is adapted with plain LoRA (peft) or the
 PAC-style mixture of LoRA experts (``crowdlens.crowd_response.mixture_lora``), with or without the
-user's earlier reactions — retrieved by similarity to the post — as persona context.
+user's earlier reactions — retrieved by BM25 relevance to the post, as SocialAlign does — as persona context.
 Evaluation: character ROUGE-L and BLEU against the real reply, emotion agreement,
 distinct-n, and paired bootstrap differences between models.
 """
@@ -49,19 +49,57 @@ def active_users(reactions: pd.DataFrame, min_texted: int = 5) -> pd.Index:
     return counts.index[counts >= min_texted]
 
 
-def reply_examples(reactions: pd.DataFrame, posts: pd.DataFrame, min_texted: int = 5, history_k: int = 3,
-                   max_users: int = 0, exclude_posts: Sequence[str] = (), seed: int = 0
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+#: How a user's earlier replies are ranked for the persona context: BM25 (SocialAlign's
+#: retrieval, the default) or TF-IDF cosine; both over characters and character pairs.
+HISTORY_RANKINGS = ("bm25", "tfidf")
+
+
+def _history_terms(text: str) -> list[str]:
+    """Characters and character pairs without spaces: Chinese has no word boundaries, and a
+    word segmenter would split the short, slangy replies unreliably."""
+    chars = [c for c in text if not c.isspace()]
+    return chars + [a + b for a, b in zip(chars, chars[1:])]
+
+
+def history_scorer(documents: Sequence[str], ranking: str = "bm25"):
+    """A function from a query text to the relevance of each of ``documents`` to it (one
+    array, in the documents' order): BM25 (``bm25s``, k1 = 1.5, b = 0.75) or TF-IDF cosine.
+    Used to pick a user's earlier replies most relevant to a post."""
+    if ranking not in HISTORY_RANKINGS:
+        raise ValueError(f"history_ranking={ranking!r} is not one of {HISTORY_RANKINGS}: pass 'bm25' (SocialAlign's "
+                         "retrieval) or 'tfidf'")
+    documents = list(documents)
+    if not documents:
+        return lambda query: np.zeros(0)
+    if ranking == "bm25":
+        import bm25s
+
+        index = bm25s.BM25()
+        index.index([_history_terms(d) for d in documents], show_progress=False)
+        return lambda query: np.asarray(index.get_scores(_history_terms(query)), dtype=float)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectoriser = TfidfVectorizer(analyzer=_history_terms).fit(documents)
+    matrix = vectoriser.transform(documents)
+    return lambda query: (matrix @ vectoriser.transform([query]).T).toarray().ravel()
+
+
+def _most_relevant(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` candidates (document positions) with the highest scores, ties in order."""
+    return candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
+
+
+def reply_examples(reactions: pd.DataFrame, posts: pd.DataFrame, min_texted: int = 5, history_k: int = 5,
+                   max_users: int = 0, exclude_posts: Sequence[str] = (), seed: int = 0,
+                   history_ranking: str = "bm25") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) reply examples for users with ≥ ``min_texted`` texted reactions.
 
     Each user's latest reaction is a test example; the earlier ones are training
     examples (none on ``exclude_posts``). Every example carries the post text, the real
     reply, and ``history``: up to ``history_k`` of the user's *earlier* replies, the ones
-    most similar to the post (character TF-IDF cosine). Mentions are masked.
-    Used in the weibo_crowds chapter.
+    most relevant to the post (``history_ranking``: BM25 as in SocialAlign, or TF-IDF
+    cosine). Mentions are masked. Used in the weibo_crowds chapter.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     users = active_users(reactions, min_texted)
     if max_users and len(users) > max_users:
         users = pd.Index(np.random.default_rng(seed).choice(np.asarray(users), max_users, replace=False))
@@ -70,21 +108,20 @@ def reply_examples(reactions: pd.DataFrame, posts: pd.DataFrame, min_texted: int
     data = data.merge(posts[["post_id", "text"]].rename(columns={"text": "post_text"}), on="post_id")
     data = data.assign(reply=data["text"].map(mask_mentions), post_text=data["post_text"].map(mask_mentions))
     data = data.sort_values(["author", "created_utc", "reaction_id"], ignore_index=True)
-    vectoriser = TfidfVectorizer(analyzer="char", ngram_range=(1, 2), min_df=1).fit(
-        pd.concat([data["reply"], data["post_text"].drop_duplicates()]))
-    reply_vectors = vectoriser.transform(data["reply"])
-    post_vectors = vectoriser.transform(data["post_text"])
+    relevance = history_scorer(data["reply"], history_ranking)
+    position = data.groupby("author", sort=False).cumcount().to_numpy()
+    author_rows = data.groupby("author", sort=False).indices
+    replies_text = data["reply"].to_numpy()
     histories: list[list[str]] = [[] for _ in range(len(data))]
-    for rows in data.groupby("author", sort=False).indices.values():
-        for position, row in enumerate(rows):
-            earlier = rows[:position]
+    # one score vector per post, shared by every reply to it
+    for rows in data.groupby("post_id", sort=False).indices.values():
+        scores = relevance(data.at[rows[0], "post_text"])
+        for row in rows:
+            earlier = author_rows[data.at[row, "author"]][:position[row]]
             if len(earlier):
-                similarity = (reply_vectors[earlier] @ post_vectors[row].T).toarray().ravel()
-                best = earlier[np.argsort(-similarity, kind="stable")[:history_k]]
-                histories[row] = data["reply"].to_numpy()[best].tolist()
+                histories[row] = replies_text[_most_relevant(scores, earlier, history_k)].tolist()
     data["history"] = pd.Series(histories, index=data.index, dtype=object)
     last = data.groupby("author", sort=False)["created_utc"].transform("size").to_numpy() - 1
-    position = data.groupby("author", sort=False).cumcount().to_numpy()
     is_test = position == last
     columns = ["author", "post_id", "reaction_id", "created_utc", "post_text", "history", "reply"]
     train = data.loc[~is_test & ~data["post_id"].isin(list(exclude_posts)), columns].reset_index(drop=True)
@@ -487,32 +524,27 @@ def score_replies(examples: pd.DataFrame, generated: Sequence[str], emotion_clas
 
 
 def crowd_examples(reactions: pd.DataFrame, posts: pd.DataFrame, post_ids: Sequence[str], per_post: int = 20,
-                   history_k: int = 3, seed: int = 0) -> pd.DataFrame:
+                   history_k: int = 5, seed: int = 0, history_ranking: str = "bm25") -> pd.DataFrame:
     """Reply examples for a sample of the actual repliers of each post in ``post_ids``
-    (texted reactions, people only), each with the replier's earlier replies most similar
-    to the post as history — the input for generating a whole crowd's reactions. Used in the weibo_crowds chapter."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
+    (texted reactions, people only), each with the replier's earlier replies most relevant
+    to the post as history (``history_ranking`` as in :func:`reply_examples`) — the input
+    for generating a whole crowd's reactions. Used in the weibo_crowds chapter."""
     texted = people_replies(reactions)
     selected = texted[texted["post_id"].isin(list(post_ids))]
     if selected.empty:
         raise ValueError("none of these posts has a texted reaction from a person")
     targets = per_group_sample(selected, "post_id", per_post, seed)
     post_text = posts.set_index("post_id")["text"].map(mask_mentions)
-    own = texted[texted["author"].isin(targets["author"])].sort_values("created_utc")
-    vectoriser = TfidfVectorizer(analyzer="char", ngram_range=(1, 2)).fit(
-        pd.concat([own["text"].map(mask_mentions), post_text.loc[list(dict.fromkeys(targets["post_id"]))]]))
-    by_author = {a: g for a, g in own.groupby("author")}
+    own = texted[texted["author"].isin(targets["author"])].sort_values("created_utc", ignore_index=True)
+    own_text = own["text"].map(mask_mentions).to_numpy()
+    relevance = history_scorer(own_text, history_ranking)
+    scores = {post: relevance(post_text[post]) for post in dict.fromkeys(targets["post_id"])}
+    by_author = own.groupby("author").indices
     rows = []
     for _, target in targets.iterrows():
         earlier = by_author[target["author"]]
-        earlier = earlier[earlier["created_utc"] < target["created_utc"]]
-        history: list[str] = []
-        if len(earlier):
-            texts = earlier["text"].map(mask_mentions).tolist()
-            similarity = (vectoriser.transform(texts) @ vectoriser.transform([post_text[target["post_id"]]]).T)
-            order = np.argsort(-similarity.toarray().ravel(), kind="stable")[:history_k]
-            history = [texts[i] for i in order]
+        earlier = earlier[own["created_utc"].to_numpy()[earlier] < target["created_utc"]]
+        history = own_text[_most_relevant(scores[target["post_id"]], earlier, history_k)].tolist()
         rows.append({"author": target["author"], "post_id": target["post_id"], "reaction_id": target["reaction_id"],
                      "post_text": post_text[target["post_id"]], "history": history,
                      "reply": mask_mentions(target["text"])})
