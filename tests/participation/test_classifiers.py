@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from crowdlens import participation as part
-from crowdlens.core.metrics import weighted_f1
+from crowdlens.core.metrics import PriorShift, weighted_f1
 from crowdlens.participation import saved as saved_module
 
 
@@ -57,7 +57,7 @@ def test_crossfit_never_uses_an_items_own_label():
     p = np.stack([p_none, 1 - p_none], axis=1)
     predictions, thresholds = part.crossfit_none_threshold(p, ["None", "Problem-Solution"], y, folds=5)
     assert len(thresholds) == 5 and 0.3 < np.median(thresholds) < 0.7
-    from crowdlens.core.metrics import weighted_f1
+    from crowdlens.core.metrics import PriorShift, weighted_f1
 
     assert weighted_f1(y, predictions) > weighted_f1(y, np.full(400, "None"))
 
@@ -74,6 +74,63 @@ def test_evaluate_probabilities_reports_each_decision_without_held_out_rows_no_b
     assert all(0 <= r["ci_low"] <= r["weighted_f1"] <= r["ci_high"] <= 1 for r in rows)
 
 
+class FixedEncoder:
+    """A stand-in binary encoder: P(None) 0.2 for texts whose length is a multiple of
+    three (or for "yes"), else 0.9; the level step always says Intention."""
+
+    labels_ = np.array(["None", "Participation"])
+
+    def __init__(self, every_text_none: bool = False):
+        self.every_text_none = every_text_none
+
+    def p_none(self, text):
+        if text in ("yes", "no"):
+            return 0.2 if text == "yes" else 0.9
+        return 0.9 if self.every_text_none or len(text) % 3 else 0.2
+
+    def predict_proba(self, texts, batch_size=None):
+        p = np.array([self.p_none(t) for t in texts])
+        return np.column_stack([p, 1 - p])
+
+    def predict(self, texts, batch_size=None):
+        return np.array(["Intention"] * len(texts), dtype=object)
+
+
+def test_bbse_reweighting_equals_the_none_threshold():
+    probabilities = np.random.default_rng(0).dirichlet([1, 1], size=200)
+    classes = ["None", "Participation"]
+    shift = PriorShift("BBSE", np.array([0.8, 0.2]), np.array([0.5, 0.5]), ())
+    threshold = saved_module._none_threshold_of(shift.weights, classes)
+    reweighted = np.asarray(classes)[shift.adjust(probabilities).argmax(1)]
+    assert threshold == pytest.approx(0.2) and (
+        part.predict_with_none_threshold(probabilities, classes, threshold) == reweighted).all()
+
+
+def test_saved_classifier_decides_under_the_paper_protocol(shared_data):
+    test = saved_module.load_collective_action("test")
+    held_out = pd.DataFrame({"text": ["yes"] * 20 + ["no"] * 20, "label": ["Participation"] * 20 + ["None"] * 20})
+    card = {"name": "participation", "text_column": "ActionFocusedText"}
+    model = saved_module._with_paper_protocol(FixedEncoder(), FixedEncoder(), card, test, held_out)
+    decision = model.card["decision"]
+    assert decision["rule"] == "BBSE prior" and decision["protocol"] == part.PAPER_PROTOCOL
+    share = np.mean([len(t) % 3 == 0 for t in test["ActionFocusedText"].astype(str)])
+    assert decision["estimated_test_prior"]["Participation"] == pytest.approx(share, abs=1e-3)
+    assert model.none_threshold == pytest.approx(share, abs=1e-3)  # w_P / (w_N + w_P) with a 50/50 training prior
+    predicted = model.test_predictions.set_index("CommentID")["y_pred"]
+    assert ((predicted != "None") == (model.test_predictions.set_index("CommentID")["p_participation"] > 0.5)).all()
+    truth = part.task_labels(test, "multiclass")
+    assert model.card["test_metrics"]["multiclass_layered"]["weighted_f1"] == pytest.approx(
+        weighted_f1(truth, predicted.to_numpy()), abs=1e-9)
+    # every test text looks like None: BBSE and EM drive Participation to zero; the card
+    # says so and the rule falls back to the most probable class
+    model = saved_module._with_paper_protocol(FixedEncoder(True), FixedEncoder(), card, test, held_out)
+    decision = model.card["decision"]
+    assert decision["rule"] == "raw" and model.none_threshold == 0.5
+    assert set(decision["collapsed"]) == {"BBSE prior", "EM prior"} and "Participation" in decision["collapsed"][
+        "BBSE prior"]
+    assert (model.test_predictions["y_pred"] == "None").all()
+
+
 @pytest.mark.slow
 def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -82,7 +139,11 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     assert card["train_rows"] == 80 and card["git_commit"] and "binary" in card["test_metrics"]
     saved = list(saved_module.classifiers_cache_dir().glob("participation-*/card.json"))
     assert len(saved) == 1  # a sample's model has its own folder: it never replaces the default one
-    assert 0 < card["none_threshold"] < 1
+    assert 0 < card["none_threshold"] < 1 and card["decision"]["protocol"] == part.PAPER_PROTOCOL
+    assert card["decision"]["rule"] in part.DECISION_PREFERENCE[:3]  # never the test-label threshold
+    assert len(classifier.held_out) == 8 and set(classifier.held_out["label"]) <= {"None", "Participation"}
+    p_none = 1 - classifier.test_predictions["p_participation"]
+    assert ((classifier.test_predictions["y_pred"] == "None") == (p_none >= card["none_threshold"] - 1e-6)).all()
     confusion = classifier.confusion()
     assert confusion.shape == (5, 5) and np.allclose(confusion.sum(axis=1), 1)
     assert len(classifier.test_predictions) == 809
@@ -103,6 +164,17 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     with pytest.raises(saved_module.ModelNotAvailableError, match="participation-distilled"):
         part.load_classifier("sentiment")
 
+    # the copy tuned on test labels: the same encoders (not retrained), named for what it uses
+    def retrained(*args, **kwargs):
+        raise RuntimeError("retrained")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(saved_module, "train_default_classifier", retrained)
+        tuned = part.load_classifier("participation-test-threshold", epochs=1, train_rows=80)
+    assert tuned.card["decision"]["protocol"] == part.THRESHOLD_PROTOCOL
+    assert tuned.card["teacher_test_metrics"] == card["test_metrics"] and tuned.path != again.path
+    assert list(tuned.predict_proba_binary(texts)[:, 0]) == pytest.approx(list(again.predict_proba_binary(texts)[:, 0]))
+
     # the distilled copy: built from this teacher (found in the cache, not retrained), saved on its own
     settings = dict(teacher=dict(epochs=1, train_rows=80), transfer_comments=40, epochs=1)
     distilled = part.load_classifier("participation-distilled", progress=False, **settings)
@@ -111,9 +183,10 @@ def test_load_classifier_trains_once_then_loads(isolated_cache, shared_data, mon
     assert distilled.card["teacher_test_metrics"] == card["test_metrics"]
     assert distilled.card["layers"] == [0, 2, 4] and distilled.card["train_rows"] == 80
     assert 0 <= distilled.card["test_agreement_with_teacher"] <= 1 and 0 < distilled.none_threshold < 1
+    assert distilled.card["decision"]["protocol"] == part.PAPER_PROTOCOL
     assert len(distilled.test_predictions) == 809
     assert set(distilled.predict(texts)) <= set(part.FIVE_CLASSES)
-    assert len(list(saved_module.classifiers_cache_dir().glob("participation-*/card.json"))) == 2
+    assert len(list(saved_module.classifiers_cache_dir().glob("participation-*/card.json"))) == 3
     with pytest.raises(ValueError, match="'binary' and/or 'levels'"):
         part.distil_classifier(again, parts=("encoder",))
 

@@ -42,6 +42,7 @@ from crowdlens.participation.classifiers import (  # noqa: F401
     layered,
     layered_rows,
     predict_with_none_threshold,
+    prior_shift_estimates,
     raw_rows,
     run_model,
     save_predictions,
@@ -89,6 +90,7 @@ from crowdlens.participation.saved import (  # noqa: F401
     distil_classifier,
     load_classifier,
     train_default_classifier,
+    with_test_threshold,
 )
 
 from crowdlens.core.moved import moved_module  # noqa: E402

@@ -331,6 +331,25 @@ def raw_rows(name: str, task: str, probabilities: np.ndarray, classes: Sequence[
                    protocol=protocol, probabilities=np.asarray(probabilities), classes=classes)
 
 
+def prior_shift_estimates(probabilities: np.ndarray, classes: Sequence[str], y_train: Sequence[str],
+                          held_out: HeldOut | None = None) -> dict[str, metrics.PriorShift]:
+    """The test prior re-estimated with no test label, by decision rule
+    (``PRIOR_SHIFT_DECISIONS``), each checked for collapse: EM on the test
+    ``probabilities`` (Saerens et al. 2002) and, given ``held_out`` probabilities on
+    training rows, black-box shift estimation (Lipton et al. 2018)."""
+    classes = np.asarray(classes)
+    prior = train_prior(y_train, classes)
+    _, em_prior = metrics.em_prior_adjust(probabilities, prior)
+    shifts = {"EM prior": metrics.PriorShift("EM prior", em_prior, prior, metrics.collapsed_classes(em_prior, prior))}
+    if held_out is not None:
+        own = list(held_out.classes)
+        held_proba = np.asarray(held_out.probabilities)[:, [own.index(c) for c in classes]]
+        shifts["BBSE prior"] = metrics.bbse_prior_shift(
+            argmax_labels(probabilities, classes), np.asarray(y_train, dtype=object)[held_out.rows],
+            argmax_labels(held_proba, classes), classes, prior)
+    return shifts
+
+
 def evaluate_probabilities(name: str, task: str, probabilities: np.ndarray, classes: Sequence[str],
                            y_train: Sequence[str], y_test: Sequence[str], folds: int = 5, seed: int = 0,
                            n_boot: int = 1000, held_out: HeldOut | None = None) -> Evaluation:
@@ -342,23 +361,12 @@ def evaluate_probabilities(name: str, task: str, probabilities: np.ndarray, clas
     that collapses (``metrics.PriorShift``) is reported in ``collapsed`` instead of scored.
     Used in the training chapter."""
     classes = np.asarray(classes)
-    prior = train_prior(y_train, classes)
-    raw = argmax_labels(probabilities, classes)
-    predictions, collapsed = {"raw": raw}, {}
-    adjusted, em_prior = metrics.em_prior_adjust(probabilities, prior)
-    shifts = {"EM prior": (metrics.PriorShift("EM prior", em_prior, prior,
-                                              metrics.collapsed_classes(em_prior, prior)), adjusted)}
-    if held_out is not None:
-        own = list(held_out.classes)
-        held_proba = np.asarray(held_out.probabilities)[:, [own.index(c) for c in classes]]
-        bbse = metrics.bbse_prior_shift(raw, np.asarray(y_train, dtype=object)[held_out.rows],
-                                        argmax_labels(held_proba, classes), classes, prior)
-        shifts["BBSE prior"] = (bbse, bbse.adjust(probabilities))
-    for decision, (shift, posteriors) in shifts.items():
+    predictions, collapsed = {"raw": argmax_labels(probabilities, classes)}, {}
+    for decision, shift in prior_shift_estimates(probabilities, classes, y_train, held_out).items():
         if shift.is_collapsed:
             collapsed[decision] = shift.describe(list(classes))
         else:
-            predictions[decision] = argmax_labels(posteriors, classes)
+            predictions[decision] = argmax_labels(shift.adjust(probabilities), classes)
     if NONE in classes:
         predictions["cross-fitted threshold"] = crossfit_none_threshold(
             probabilities, classes, y_test, folds, seed).predictions

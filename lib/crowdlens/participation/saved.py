@@ -1,6 +1,7 @@
 """The book's saved participation classifier: the layered model (a binary encoder,
 then a level encoder on the comments it finds participating), trained once, cached
-with a model card, loaded by name with ``load_classifier``; and its distilled copy.
+with a model card, loaded by name with ``load_classifier``; its copy whose None
+threshold was tuned on the labelled test comments; and its distilled copy.
 """
 
 from __future__ import annotations
@@ -22,15 +23,21 @@ from crowdlens.core.sampling import sample
 from crowdlens.data.reddit import reddit_text
 from crowdlens.data.registry import load_collective_action, load_reddit_covid
 from crowdlens.participation.classifiers import (
+    DECISION_PREFERENCE,
+    DECISIONS,
+    PAPER_PROTOCOL,
+    THRESHOLD_PROTOCOL,
+    HeldOut,
     best_none_threshold,
     crossfit_none_threshold,
     layered,
     predict_with_none_threshold,
+    prior_shift_estimates,
     score,
 )
 from crowdlens.participation.labels import FIVE_CLASSES, NONE, task_labels
 
-CARD_VERSION = 2  # bump when the saved classifier's contents change; older saves are retrained
+CARD_VERSION = 3  # bump when the saved classifier's contents change; older saves are retrained
 
 
 class ParticipationClassifier:
@@ -38,15 +45,22 @@ class ParticipationClassifier:
     and a level encoder trained on participation comments, combined as the layered
     model. ``predict`` returns one of the five labels; ``predict_binary`` two.
 
-    ``none_threshold`` on P(None) is chosen on the labelled test comments (the target
-    domain); the card's test metrics and ``test_predictions`` are cross-fitted, so no
-    test prediction used its own label.
+    ``none_threshold`` on P(None) is its decision rule. The default (``participation``)
+    follows the paper protocol: no test label is used — the rule is the first of
+    ``DECISION_PREFERENCE`` whose prior estimate did not collapse (BBSE from the
+    training rows the encoder held out, applied to its predictions on the unlabelled test
+    comments), and the card's test metrics score every test comment with it.
+    ``participation-test-threshold`` chooses the threshold on the labelled test comments
+    instead; its test metrics are cross-fitted. ``card["decision"]`` says which.
+    ``held_out``: the training rows the binary encoder never fitted (text, label).
     """
 
-    def __init__(self, binary, levels, card: dict, test_predictions: pd.DataFrame | None = None):
+    def __init__(self, binary, levels, card: dict, test_predictions: pd.DataFrame | None = None,
+                 held_out: pd.DataFrame | None = None):
         self.binary, self.levels, self.card = binary, levels, card
         self.none_threshold = card.get("none_threshold", 0.5)
         self.test_predictions = test_predictions
+        self.held_out = held_out
         self.path: Path | None = None
 
     @property
@@ -101,7 +115,8 @@ class ParticipationClassifier:
                         or exported.card_.get("onnx_export_format") != OnnxEncoderClassifier.export_format):
                     exported = None  # exported from an older training run, or by an older export
             parts[name] = exported or OnnxEncoderClassifier.export(encoder, target, quantize=quantize, threads=threads)
-        clone = ParticipationClassifier(parts["binary"], parts["levels"], self.card, self.test_predictions)
+        clone = ParticipationClassifier(parts["binary"], parts["levels"], self.card, self.test_predictions,
+                                        self.held_out)
         clone.path = self.path
         return clone
 
@@ -109,8 +124,9 @@ class ParticipationClassifier:
         path.mkdir(parents=True, exist_ok=True)
         self.binary.save(path / "binary", card={"task": "binary"})
         self.levels.save(path / "levels", card={"task": "levels"})
-        if self.test_predictions is not None:
-            self.test_predictions.to_csv(path / "test_predictions.csv", index=False)
+        for table, frame in (("test_predictions", self.test_predictions), ("held_out", self.held_out)):
+            if frame is not None:
+                frame.to_csv(path / f"{table}.csv", index=False)
         (path / "card.json").write_text(json.dumps(self.card, indent=2, default=str))
         return path
 
@@ -118,10 +134,10 @@ class ParticipationClassifier:
     def load(cls, path: Path, device: str = "auto") -> "ParticipationClassifier":
         """A saved classifier whose encoders score on ``device`` (``crowdlens.core.device``)."""
         card = json.loads((path / "card.json").read_text())
-        predictions_file = path / "test_predictions.csv"
-        predictions = pd.read_csv(predictions_file, keep_default_na=False) if predictions_file.is_file() else None
+        tables = {table: pd.read_csv(path / f"{table}.csv", keep_default_na=False)
+                  if (path / f"{table}.csv").is_file() else None for table in ("test_predictions", "held_out")}
         classifier = cls(EncoderClassifier.load(path / "binary", device=device),
-                         EncoderClassifier.load(path / "levels", device=device), card, predictions)
+                         EncoderClassifier.load(path / "levels", device=device), card, **tables)
         classifier.path = Path(path)  # where Dask workers load it from
         return classifier
 
@@ -130,46 +146,116 @@ def train_default_classifier(model: str = "minilm", epochs: int = 3, text_column
                              seed: int = 0, train_rows: int = 0, max_length: int = 128,
                              progress: bool = True, device: str = "auto") -> ParticipationClassifier:
     """Train the layered classifier on the released training set (on ``device``), choose
-    its None threshold on the test comments, and record cross-fitted test metrics, test
-    predictions, data, parameters, device and git commit in its card."""
+    its decision rule under the paper protocol (no test label), and record test metrics,
+    test predictions, data, parameters, device and git commit in its card."""
     train, test = load_collective_action("train"), load_collective_action("test")
     train = sample(train, train_rows, seed)  # 0 = every row; a sample only for quick checks
     texts = train[text_column].astype(str).tolist()
     settings = dict(epochs=epochs, seed=seed, max_length=max_length, progress=progress, device=device)
-    binary = EncoderClassifier(model, **settings).fit(texts, task_labels(train, "binary"))
+    y_binary = task_labels(train, "binary")
+    binary = EncoderClassifier(model, **settings).fit(texts, y_binary)
     positive = train["Label"].notna().to_numpy()
     levels = EncoderClassifier(model, **settings).fit(
         [t for t, p in zip(texts, positive) if p], train.loc[positive, "Label"].tolist())
+    rows = np.asarray(binary.validation_rows_, dtype=int)
+    held_out = pd.DataFrame({"text": [texts[i] for i in rows], "label": np.asarray(y_binary, dtype=object)[rows]})
 
     card = {"name": "participation", "version": CARD_VERSION, "base_model": model, "epochs": epochs,
             "max_length": max_length, "text_column": text_column, "seed": seed, "train_rows": len(train),
             "trained_on": resolve_device(device),
-            "data": "Pera & Aiello (2025) collective_action train_set.csv; threshold and metrics on test_set.csv"}
-    return _with_test_metrics(binary, levels, card, test, seed)
+            "data": "Pera & Aiello (2025) collective_action train_set.csv; metrics on test_set.csv"}
+    return _with_paper_protocol(binary, levels, card, test, held_out)
 
 
-def _with_test_metrics(binary, levels, card: dict, test: pd.DataFrame, seed: int = 0) -> ParticipationClassifier:
-    """The layered classifier of ``binary`` and ``levels``, its None threshold chosen on
-    ``test``, and the card completed with cross-fitted test metrics and the git commit."""
+def _none_threshold_of(weights: np.ndarray, classes: Sequence[str]) -> float:
+    """The P(None) threshold equivalent to re-weighting binary posteriors by ``weights``
+    (q(y) / p(y)): None when w_None·P(None) ≥ w_other·(1 − P(None))."""
+    none = list(classes).index(NONE)
+    w_none, w_other = float(weights[none]), float(weights[1 - none])
+    return w_other / (w_none + w_other)
+
+
+def _layered_test_predictions(binary, levels, test_texts: list[str], binary_predictions: np.ndarray) -> np.ndarray:
+    """Five-class test predictions: the level encoder reads only the comments the binary
+    step lets through, as in ``predict``."""
+    levels_predictions = np.full(len(test_texts), NONE, dtype=object)
+    positive = np.flatnonzero(np.asarray(binary_predictions) != NONE)
+    if len(positive):
+        levels_predictions[positive] = levels.predict([test_texts[i] for i in positive])
+    return layered(binary_predictions, levels_predictions)
+
+
+def _test_predictions_table(test: pd.DataFrame, y_five, five, p_binary, classes) -> pd.DataFrame:
+    return pd.DataFrame({"CommentID": test["CommentID"].astype(str), "y_true": y_five, "y_pred": five,
+                         "p_participation": 1 - p_binary[:, list(classes).index(NONE)]})
+
+
+def _with_paper_protocol(binary, levels, card: dict, test: pd.DataFrame,
+                         held_out: pd.DataFrame) -> ParticipationClassifier:
+    """The layered classifier of ``binary`` and ``levels`` with the paper protocol's
+    decision rule: the first of ``DECISION_PREFERENCE`` whose test prior estimate (from
+    the unlabelled test texts and, for BBSE, the ``held_out`` training rows) did not
+    collapse, else the most probable class. No test label is used; the card's metrics
+    score all test comments with that rule, and name any estimate that collapsed."""
     text_column = card["text_column"]
     test_texts = test[text_column].astype(str).tolist()
-    y_binary, y_five = task_labels(test, "binary"), task_labels(test, "multiclass")
+    classes = binary.labels_
     p_binary = binary.predict_proba(test_texts)
-    binary_cf, _ = crossfit_none_threshold(p_binary, binary.labels_, y_binary, folds=5, seed=seed)
-    # the level encoder reads only the comments the binary step lets through, as in predict()
-    levels_cf = np.full(len(test_texts), NONE, dtype=object)
-    positive = np.flatnonzero(np.asarray(binary_cf) != NONE)
-    if len(positive):
-        levels_cf[positive] = levels.predict([test_texts[i] for i in positive])
-    five_cf = layered(binary_cf, levels_cf)
-    card = {**card, "none_threshold": best_none_threshold(p_binary, binary.labels_, y_binary),
-            "git_commit": git_commit(),
+    if held_out.empty:
+        raise ValueError("the paper protocol's decision rule needs training rows the encoder held out: train it "
+                         "with validation_share > 0 (EncoderClassifier's default, 0.1)")
+    held = HeldOut(np.arange(len(held_out)), binary.predict_proba(held_out["text"].tolist()), np.asarray(classes))
+    shifts = prior_shift_estimates(p_binary, classes, held_out["label"].tolist(), held)
+    # the training prior (EM's start, BBSE's denominator) is the held-out rows': the split
+    # is stratified, so it is the training set's
+    decision, threshold, prior, collapsed = "raw", 0.5, None, {}
+    for rule in DECISION_PREFERENCE:
+        if rule not in shifts:
+            break  # "raw" and what follows it need no estimate
+        if shifts[rule].is_collapsed:
+            collapsed[rule] = shifts[rule].describe(list(classes))
+            continue
+        decision, threshold = rule, _none_threshold_of(shifts[rule].weights, classes)
+        prior = dict(zip(map(str, classes), np.round(shifts[rule].prior, 4).tolist()))
+        break
+    binary_predictions = predict_with_none_threshold(p_binary, classes, threshold)
+    five = _layered_test_predictions(binary, levels, test_texts, binary_predictions)
+    y_binary, y_five = task_labels(test, "binary"), task_labels(test, "multiclass")
+    card = {**card, "none_threshold": threshold, "git_commit": git_commit(),
+            "decision": {"rule": decision, "protocol": PAPER_PROTOCOL, "uses": DECISIONS[decision],
+                         "estimated_test_prior": prior, "collapsed": collapsed},
+            "test_metrics": {"binary": score(y_binary, binary_predictions, n_boot=200),
+                             "multiclass_layered": score(y_five, five, n_boot=200),
+                             "decision": f"{decision} ({PAPER_PROTOCOL})"}}
+    return ParticipationClassifier(binary, levels, card, _test_predictions_table(test, y_five, five, p_binary, classes),
+                                   held_out)
+
+
+def with_test_threshold(classifier: ParticipationClassifier, seed: int = 0) -> ParticipationClassifier:
+    """``classifier``'s encoders with the None threshold that maximises weighted F1 on the
+    labelled test comments (protocol "threshold cross-fitted on test labels"): the card's
+    test metrics and test predictions are cross-fitted over 5 folds of the test comments,
+    so no prediction used its own label, but the threshold itself is tuned on them."""
+    card = classifier.card
+    test = load_collective_action("test")
+    test_texts = test[card["text_column"]].astype(str).tolist()
+    classes = classifier.binary.labels_
+    y_binary, y_five = task_labels(test, "binary"), task_labels(test, "multiclass")
+    p_binary = classifier.binary.predict_proba(test_texts)
+    binary_cf, _ = crossfit_none_threshold(p_binary, classes, y_binary, folds=5, seed=seed)
+    five_cf = _layered_test_predictions(classifier.binary, classifier.levels, test_texts, binary_cf)
+    card = {**{k: v for k, v in card.items() if k not in ("test_metrics", "decision")},
+            "name": "participation-test-threshold",
+            "none_threshold": best_none_threshold(p_binary, classes, y_binary), "git_commit": git_commit(),
+            "decision": {"rule": "cross-fitted threshold", "protocol": THRESHOLD_PROTOCOL,
+                         "uses": DECISIONS["cross-fitted threshold"]},
+            "teacher_test_metrics": card.get("test_metrics"),
             "test_metrics": {"binary": score(y_binary, binary_cf, n_boot=200),
                              "multiclass_layered": score(y_five, five_cf, n_boot=200),
-                             "decision": "cross-fitted None threshold (5 folds of the test comments)"}}
-    predictions = pd.DataFrame({"CommentID": test["CommentID"].astype(str), "y_true": y_five, "y_pred": five_cf,
-                                "p_participation": 1 - p_binary[:, list(binary.labels_).index(NONE)]})
-    return ParticipationClassifier(binary, levels, card, predictions)
+                             "decision": f"cross-fitted None threshold, 5 folds ({THRESHOLD_PROTOCOL})"}}
+    return ParticipationClassifier(classifier.binary, classifier.levels, card,
+                                   _test_predictions_table(test, y_five, five_cf, p_binary, classes),
+                                   classifier.held_out)
 
 
 def distil_classifier(teacher: ParticipationClassifier, layers: Sequence[int] = (0, 2, 4),
@@ -182,15 +268,17 @@ def distil_classifier(teacher: ParticipationClassifier, layers: Sequence[int] = 
 
     The transfer texts need no labels — the teacher's logits are the targets: a sample
     of ``transfer_comments`` comments of the US local COVID subreddits plus the
-    training texts. Never the test comments, which then choose the student's None
-    threshold and measure it (cross-fitted, as for the teacher), nor the political
-    communities on which the throughput benchmark checks the two models' agreement.
+    training texts. Never the test comments, which then measure it, nor the political
+    communities on which the throughput benchmark checks the two models' agreement. Its
+    decision rule is chosen as the teacher's (paper protocol: BBSE from the teacher's
+    held-out training rows, whose labels neither model fitted).
     The card keeps the teacher's test metrics and the share of test labels they share."""
     unknown = set(parts) - {"binary", "levels"}
     if unknown or not parts:
         raise ValueError(f"parts names the encoders to distil, 'binary' and/or 'levels'; got {list(parts)}")
-    if teacher.test_predictions is None:
-        raise ValueError("distil a classifier saved with its test predictions (load_classifier)")
+    if teacher.test_predictions is None or teacher.held_out is None:
+        raise ValueError("distil a classifier saved with its test predictions and held-out rows: "
+                         "load_classifier('participation')")
     covid = load_reddit_covid()
     covid = reddit_text(covid[covid["kind"] == "comment"])
     covid = covid[covid.str.len() > 0]
@@ -201,12 +289,12 @@ def distil_classifier(teacher: ParticipationClassifier, layers: Sequence[int] = 
     settings = dict(layers=layers, epochs=epochs, seed=seed, progress=progress)
     binary, levels = (getattr(teacher, part).distil(transfer, **settings) if part in parts else getattr(teacher, part)
                       for part in ("binary", "levels"))
-    card = {**{k: v for k, v in teacher.card.items() if k not in ("test_metrics", "none_threshold", "git_commit")},
+    card = {**{k: v for k, v in teacher.card.items() if k not in ("test_metrics", "none_threshold", "git_commit", "decision")},
             "name": "participation-distilled", "layers": list(layers), "transfer_comments": transfer_comments,
             "distil_epochs": epochs, "distilled_parts": list(parts),
             "data": teacher.card.get("data", "") + "; distilled on US local COVID Reddit comments and the training texts",
             "teacher_test_metrics": teacher.card.get("test_metrics")}
-    student = _with_test_metrics(binary, levels, card, test, seed)
+    student = _with_paper_protocol(binary, levels, card, test, teacher.held_out)
     agreement = (student.test_predictions["y_pred"].to_numpy() == teacher.test_predictions["y_pred"].to_numpy()).mean()
     student.card["test_agreement_with_teacher"] = float(agreement)
     return student
@@ -216,7 +304,7 @@ def classifiers_cache_dir() -> Path:
     return cache_dir() / "classifiers"
 
 
-SAVED_CLASSIFIERS = ("participation", "participation-distilled")
+SAVED_CLASSIFIERS = ("participation", "participation-test-threshold", "participation-distilled")
 
 
 def load_classifier(name: str = "participation", retrain: bool = False, device: str = "auto", **train_kwargs):
@@ -227,9 +315,14 @@ def load_classifier(name: str = "participation", retrain: bool = False, device: 
     CPU's (its numbers differ in the last digits), so CPU runs never load it.
 
     ``participation``: the layered participation classifier (binary encoder + level
-    encoder, ``crowdlens.participation``), with a model card in ``card``. Training
+    encoder, ``crowdlens.participation``) under the paper protocol — no test label in its
+    decision rule (``card["decision"]``) — with a model card in ``card``. Training
     arguments (``epochs``, ``train_rows``, ``model``...) other than the defaults are
     saved under their own folder, so a quick sample never replaces the full model.
+
+    ``participation-test-threshold``: the same encoders with the None threshold tuned on
+    the labelled test comments (``with_test_threshold``; its metrics cross-fitted). Its
+    arguments are those of ``participation``; it is rebuilt when that one is retrained.
 
     ``participation-distilled``: the same classifier with its binary encoder distilled
     to half the layers (``distil_classifier``: about twice as fast to
@@ -240,10 +333,13 @@ def load_classifier(name: str = "participation", retrain: bool = False, device: 
     """
     if name not in SAVED_CLASSIFIERS:
         raise ModelNotAvailableError(f"no saved classifier '{name}'; available: {', '.join(SAVED_CLASSIFIERS)}")
-    teacher_kwargs = dict(train_kwargs.pop("teacher", None) or {}) if name != "participation" else {}
+    if name == "participation-distilled":
+        teacher_kwargs = dict(train_kwargs.pop("teacher", None) or {})
+    else:  # the test-threshold copy has its base's arguments
+        teacher_kwargs = dict(train_kwargs) if name == "participation-test-threshold" else {}
     device = resolve_device(device)
-    path = _classifier_folder(name, {**train_kwargs, **({"teacher": teacher_kwargs} if teacher_kwargs else {})},
-                              device)
+    distilled_from = {"teacher": teacher_kwargs} if name == "participation-distilled" and teacher_kwargs else {}
+    path = _classifier_folder(name, {**train_kwargs, **distilled_from}, device)
     card_file = path / "card.json"
     if card_file.is_file() and not retrain:
         card = json.loads(card_file.read_text())
@@ -253,6 +349,9 @@ def load_classifier(name: str = "participation", retrain: bool = False, device: 
             return ParticipationClassifier.load(path, device=device)
     if name == "participation":
         classifier = train_default_classifier(**train_kwargs, device=device)
+    elif name == "participation-test-threshold":
+        base = load_classifier("participation", device=device, **teacher_kwargs)
+        classifier = with_test_threshold(base, seed=base.card.get("seed", 0))
     else:
         if "progress" in train_kwargs:
             teacher_kwargs.setdefault("progress", train_kwargs["progress"])
@@ -276,7 +375,7 @@ def _classifier_folder(name: str, train_kwargs: dict, device: str = "cpu") -> Pa
 
 def _same_teacher(card: dict, teacher_folder: Path) -> bool:
     """Whether the teacher saved in ``teacher_folder`` is the one ``card``'s model was
-    distilled from (same test metrics; a retrained teacher has others)."""
+    derived from (same test metrics; a retrained teacher has others)."""
     teacher_card = teacher_folder / "card.json"
     return teacher_card.is_file() and json.loads(teacher_card.read_text()).get("test_metrics") == card.get(
         "teacher_test_metrics")
