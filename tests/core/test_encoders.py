@@ -209,3 +209,18 @@ def test_the_kept_model_scores_its_own_validation_rows(tiny_encoder):
     none_held = EncoderClassifier(tiny_encoder, max_length=12, epochs=1, batch_size=8, validation_share=0.0,
                                   progress=False, device="cpu").fit(texts, labels)
     assert len(none_held.validation_rows_) == 0 and none_held.validation_proba_.shape == (0, 2)
+
+
+def test_a_given_validation_set_chooses_the_epoch(tiny_encoder):
+    """Early stopping on a corpus's own dev split: every training row trains, the
+    validation texts score each epoch, and labels the training set lacks are refused."""
+    texts, labels = data(repeat=2)
+    valid_texts, valid_labels = ["Join us at the rally", "Nice weather today"], ["action", "other"]
+    model = EncoderClassifier(tiny_encoder, max_length=12, epochs=2, batch_size=8, validation_share=0.25,
+                              progress=False, device="cpu").fit(texts, labels, validation=(valid_texts, valid_labels))
+    assert len(model.validation_rows_) == 0 and len(model.history_) == 2
+    assert all("validation_weighted_f1" in record for record in model.history_)
+    assert np.allclose(model.validation_proba_, model.predict_proba(valid_texts), atol=1e-6)
+    with pytest.raises(ValueError, match="not in the training set: \\['spam'\\]"):
+        EncoderClassifier(tiny_encoder, max_length=12, epochs=1, progress=False, device="cpu").fit(
+            texts, labels, validation=(["x"], ["spam"]))

@@ -98,7 +98,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "reddit_communities": {"sample_rows": 8_000, "classifier_train_rows": 300, "classifier_epochs": 1,
                                "classifier_max_length": 64,
                                "n_boot": 200, "topic_sample": 800, "n_topics": 6},
-        "weibo_crowds": {"lm_classifier_rows": 0, "post_sample": 200, "lm_feature_length": 32, "reply_users": 80,
+        "weibo_crowds": {"lm_classifier_rows": 0, "emotion_encoder_epochs": 0, "post_sample": 200, "lm_feature_length": 32, "reply_users": 80,
                          "reply_steps": 2, "reply_batch_size": 2, "reply_test": 4, "history_k": 3, "crowd_posts": 2,
                          "crowd_repliers": 4, "n_boot": 200},
     },

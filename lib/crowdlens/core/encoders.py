@@ -189,7 +189,14 @@ class EncoderClassifier(_BatchedClassifier):
         if next(self.model_.parameters()).device != torch.device(self.device_):
             self.model_.to(self.device_)
 
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> "EncoderClassifier":
+    def fit(self, texts: Sequence[str], labels: Sequence[str],
+            validation: tuple[Sequence[str], Sequence[str]] | None = None) -> "EncoderClassifier":
+        """Fine-tune on ``texts`` and ``labels``, keeping the epoch that scores best on a
+        validation split: ``validation_share`` of the training rows (stratified), or the
+        given ``validation`` (texts, labels), a separate labelled set such as a corpus's
+        own dev split. ``validation_rows_`` indexes the training rows held out (none when
+        ``validation`` is given); ``validation_proba_`` holds the kept model's
+        probabilities on the validation texts either way."""
         import torch
         from transformers import get_linear_schedule_with_warmup
 
@@ -200,19 +207,29 @@ class EncoderClassifier(_BatchedClassifier):
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         texts = [str(t) for t in texts]
+        labels = list(labels)
         self.labels_ = sorted(set(labels))
         self.history_ = []
         index = {label: i for i, label in enumerate(self.labels_)}
+        n_train = len(texts)
+        if validation is not None:
+            extra_texts, extra_labels = [str(t) for t in validation[0]], list(validation[1])
+            unseen = sorted(set(extra_labels) - set(self.labels_), key=str)
+            if unseen or len(extra_texts) != len(extra_labels) or not extra_texts:
+                raise ValueError(f"validation must be (texts, labels) of equal, non-zero length with labels seen in "
+                                 f"training; labels not in the training set: {unseen}")
+            texts, labels = texts + extra_texts, labels + extra_labels
         y = np.array([index[label] for label in labels])
 
-        # validation split carved from the training data, stratified by label
-        validation = np.zeros(len(y), dtype=bool)
-        if self.validation_share > 0:
+        validation_rows = np.zeros(len(y), dtype=bool)
+        if validation is not None:
+            validation_rows[n_train:] = True
+        elif self.validation_share > 0:  # carved from the training data, stratified by label
             for label in range(len(self.labels_)):
                 members = np.flatnonzero(y == label)
                 take = int(round(len(members) * self.validation_share))
-                validation[rng.choice(members, take, replace=False)] = True
-        train_idx, valid_idx = np.flatnonzero(~validation), np.flatnonzero(validation)
+                validation_rows[rng.choice(members, take, replace=False)] = True
+        train_idx, valid_idx = np.flatnonzero(~validation_rows), np.flatnonzero(validation_rows)
 
         # a causal LM with LoRA adapters (lora_rank) is frozen but for them: on an accelerator its
         # weights load in half precision, so a 7B model fits a 24 GB GPU; what trains stays float32
@@ -285,7 +302,7 @@ class EncoderClassifier(_BatchedClassifier):
         self.model_.eval()
         # the kept model on the rows it never trained on (they chose its epoch): what a
         # label-shift estimate needs from the training distribution, with no test label
-        self.validation_rows_ = valid_idx
+        self.validation_rows_ = valid_idx if validation is None else np.zeros(0, dtype=int)
         self.validation_proba_ = (self.predict_proba([texts[i] for i in valid_idx]) if len(valid_idx)
                                   else np.zeros((0, len(self.labels_))))
         return self
