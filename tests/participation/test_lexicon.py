@@ -153,3 +153,16 @@ def test_bad_crowd_parameters_are_refused(gold):
         A.simulate_crowd(pd.Series(["Maybe"]))
     with pytest.raises(ValueError, match="method must be"):
         A.aggregate(pd.DataFrame({"task": [1], "worker": ["a"], "label": ["None"]}), "vote")
+
+
+def test_crowd_sweep_is_the_same_in_parallel(gold):
+    """Each crowd carries its own seed: two processes give the rows one process gives,
+    in the grid's order; more annotators per item make the aggregated label more accurate."""
+    settings = dict(base={"mean_accuracy": 0.7}, methods=["majority", "dawid_skene"], repetitions=2, seed=3,
+                    progress=False)
+    serial = A.crowd_sweep(gold, "annotators_per_item", [1, 5], **settings)
+    parallel = A.crowd_sweep(gold, "annotators_per_item", [1, 5], n_jobs=2, **settings)
+    pd.testing.assert_frame_equal(serial, parallel)
+    assert list(serial["annotators_per_item"]) == [1, 1, 5, 5] and list(serial["repetition"]) == [0, 1, 0, 1]
+    means = serial.groupby("annotators_per_item")["majority"].mean()
+    assert means[5] > means[1]

@@ -167,6 +167,17 @@ def aggregation_accuracy(labels: pd.DataFrame, gold: pd.Series, methods: Sequenc
     return {m: float((aggregate(labels, m).reindex(gold.index) == gold).mean()) for m in methods}
 
 
+def _sweep_point(gold: pd.Series, parameter: str, value, rep: int, base: dict, methods: Sequence[str],
+                 seed: int) -> dict:
+    """One crowd of ``crowd_sweep``: simulated with its own seed, so a point's result does
+    not depend on which process runs it or in which order."""
+    crowd = simulate_crowd(gold, seed=seed + 1000 * rep, **{**base, parameter: value})
+    row = {parameter: value, "repetition": rep, **agreement(crowd)}
+    for method in methods:
+        row[method] = float((aggregate(crowd, method, seed=seed).reindex(gold.index) == gold).mean())
+    return row
+
+
 def crowd_sweep(
     gold: pd.Series,
     parameter: str,
@@ -176,19 +187,20 @@ def crowd_sweep(
     repetitions: int = 1,
     seed: int = 0,
     progress: bool = True,
+    n_jobs: int | None = None,
 ) -> pd.DataFrame:
     """Vary one ``simulate_crowd`` parameter; agreement (and aggregation accuracy for
-    ``methods``) per value and repetition, in long format for plotting. Used in the annotation chapter."""
+    ``methods``) per value and repetition, in long format for plotting. ``n_jobs``
+    processes simulate and aggregate the crowds (joblib: None is one, -1 every core;
+    the latent-class models run on one core each, so GLAD and MACE sweeps gain most);
+    the result is the same for any ``n_jobs``. Used in the annotation chapter."""
+    from joblib import Parallel, delayed
+
     base = dict(base or {})
-    rows = []
     grid = [(v, r) for v in values for r in range(repetitions)]
-    for value, rep in tqdm(grid, desc=f"sweeping {parameter}", disable=not progress):
-        settings = {**base, parameter: value}
-        crowd = simulate_crowd(gold, seed=seed + 1000 * rep, **settings)
-        row = {parameter: value, "repetition": rep, **agreement(crowd)}
-        for method in methods:
-            row[method] = float((aggregate(crowd, method, seed=seed).reindex(gold.index) == gold).mean())
-        rows.append(row)
+    points = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_sweep_point)(gold, parameter, value, rep, base, list(methods), seed) for value, rep in grid)
+    rows = list(tqdm(points, total=len(grid), desc=f"sweeping {parameter}", disable=not progress))
     return pd.DataFrame(rows)
 
 
