@@ -55,7 +55,7 @@ PAPER_ENCODER = "roberta-base"
 PAPER_LLM = "meta-llama/Meta-Llama-3-8B-Instruct"
 PAPER_REPLY_LLM = "Qwen/Qwen2.5-7B-Instruct"
 #: Chapter parameters that name a model: what the ``paper`` profile needs from the hub.
-MODEL_PARAMETERS = ("encoder_model", "llm_model")
+MODEL_PARAMETERS = ("encoder_model", "llm_model", "reply_model")
 #: GPU memory (GB) the ``paper`` profile needs per chapter, with the models in bf16 as the
 #: chapters load them (estimates: weights plus LoRA training; weibo_crowds holds three 7B
 #: reply models and the 7B classifier at once).
@@ -79,7 +79,7 @@ _PAPER_MODELS: dict[str, dict[str, Any]] = {
     "annotation": {"llm_model": PAPER_LLM},
     "training": {"encoder_model": PAPER_ENCODER, "epochs": 30, "learning_rate": 4e-5, "batch_size": 16,
                  "llm_model": PAPER_LLM},
-    "weibo_crowds": {"llm_model": PAPER_REPLY_LLM},
+    "weibo_crowds": {"llm_model": PAPER_REPLY_LLM, "reply_model": PAPER_REPLY_LLM},
 }
 
 #: The one place where a profile becomes chapter parameters. Chapters missing
@@ -99,6 +99,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                                "classifier_max_length": 64,
                                "n_boot": 200, "topic_sample": 800, "n_topics": 6},
         "weibo_crowds": {"lm_classifier_rows": 0, "emotion_encoder_epochs": 0, "macro_encoder": "",
+                         "reply_model": "smollm2",
                          "post_sample": 200, "lm_feature_length": 32, "reply_users": 80,
                          "reply_steps": 2, "reply_batch_size": 2, "reply_test": 4, "history_k": 3, "crowd_posts": 2,
                          "crowd_repliers": 4, "n_boot": 200},
