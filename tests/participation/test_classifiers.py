@@ -439,3 +439,24 @@ def test_the_shown_decision_rule_is_fixed_in_advance_not_picked_on_test_labels()
     assert chosen.loc["m", "decision"] == "BBSE prior" and chosen.loc["m", "weighted_f1"] == 0.60
     assert chosen.loc["n", "decision"] == "EM prior"
     assert part.DECISION_PREFERENCE[:3] == ("BBSE prior", "EM prior", "raw")
+
+
+def test_training_subsets_are_chosen_on_held_out_crowd_rows():
+    """Paraphrases with flipped labels hurt on held-out crowd-annotated rows, so the
+    selection keeps the crowd-only subset; no held-out row is ever fitted or augmented."""
+    texts = ["join the strike now", "sign the petition today", "we marched downtown", "I will attend the rally",
+             "the weather is nice", "my cat sleeps a lot", "the bus was late", "dinner was good"]
+    labels = ["Call-to-action", "Call-to-action", "Execution", "Intention", None, None, None, None]
+    crowd = pd.DataFrame({"ActionFocusedText": [f"{t} {i}" for i in range(10) for t in texts],
+                          "Label": labels * 10, "AugmentationType": None})
+    flipped = crowd.assign(Label=[None, None, None, None, "Call-to-action", "Execution", "Intention",
+                                  "Call-to-action"] * 10, AugmentationType="Synthetic")
+    train = pd.concat([crowd, flipped], ignore_index=True)
+    subsets = {"crowd-annotated": train["AugmentationType"].isna(), "all": pd.Series(True, index=train.index)}
+    selection = part.select_training_subset(train, subsets, part.TfidfLogReg(min_df=1), held_out_share=0.2)
+    assert selection.chosen == "crowd-annotated" and selection.held_out_rows == 16
+    table = selection.table.set_index(["training data", "task"])
+    assert table.loc[("crowd-annotated", "binary"), "rows"] == 64 and table.loc[("all", "binary"), "rows"] == 144
+    assert (table.xs("crowd-annotated")["held-out weighted F1"] > table.xs("all")["held-out weighted F1"]).all()
+    with pytest.raises(ValueError, match="held_out_share"):
+        part.select_training_subset(train, subsets, part.TfidfLogReg(), held_out_share=0.0)

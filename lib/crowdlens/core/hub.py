@@ -479,7 +479,7 @@ def embed(texts: list[str], model: str = "minilm", batch_size: int | None = None
     the model and the exact texts (and the kind of device when it is not the CPU: a
     GPU's float32 rounds a little differently), so a second model fitted on the same
     texts (the binary and five-class baselines, a rerun with other parameters) does not
-    embed them again.
+    embed them again. Used in the weibo_crowds chapter.
     """
     import numpy as np
 

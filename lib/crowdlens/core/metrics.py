@@ -45,7 +45,7 @@ def weighted_f1(y_true, y_pred, labels: Sequence | None = None) -> float:
 
 def macro_f1(y_true, y_pred, labels: Sequence | None = None) -> float:
     """Unweighted mean of per-class F1: every class counts the same; equal to
-    scikit-learn's ``f1_score(average="macro", zero_division=0)``."""
+    scikit-learn's ``f1_score(average="macro", zero_division=0)``. Used in the weibo_crowds chapter."""
     f1, _ = _f1_by_label(y_true, y_pred, labels)
     return float(f1.mean()) if len(f1) else 0.0
 

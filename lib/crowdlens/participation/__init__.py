@@ -30,6 +30,7 @@ from crowdlens.participation.classifiers import (  # noqa: F401
     Evaluation,
     Experiment,
     HeldOut,
+    SubsetSelection,
     TfidfLogReg,
     average_probabilities,
     best_none_threshold,
@@ -47,6 +48,7 @@ from crowdlens.participation.classifiers import (  # noqa: F401
     run_model,
     save_predictions,
     score,
+    select_training_subset,
     train_prior,
 )
 from crowdlens.participation.crowds import (  # noqa: F401

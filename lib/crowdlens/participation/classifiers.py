@@ -640,6 +640,53 @@ class Experiment:
             for (m, t, d), p in self.predictions.items()], ignore_index=True)
 
 
+@dataclass
+class SubsetSelection:
+    """Training subsets compared on held-out training rows, no test label: ``table``
+    has one row per subset and task (training rows, the held-out weighted F1 of the most
+    probable class), ``chosen`` the subset with the best mean held-out F1 over tasks."""
+
+    table: pd.DataFrame
+    chosen: str
+    held_out_rows: int
+
+
+def select_training_subset(train: pd.DataFrame, subsets: dict[str, Sequence[bool]], estimator,
+                           tasks: Sequence[str] = ("binary", "multiclass"), held_out_share: float = 0.15,
+                           text_column: str = "ActionFocusedText", seed: int = 0) -> SubsetSelection:
+    """Choose among training ``subsets`` (boolean masks over ``train``) with no test label.
+
+    A share ``held_out_share`` of the crowd-annotated training rows (no
+    ``AugmentationType``: the kind of comment the test set holds), stratified by label,
+    is set aside from every subset; a fresh copy of ``estimator`` is fitted on each subset
+    without them and scored on them. Augmented rows are never scored: a subset that adds
+    paraphrases would otherwise be graded on its own paraphrases. Used in the training
+    chapter."""
+    crowd = train.index[train["AugmentationType"].isna().to_numpy()]
+    labels = task_labels(train.loc[crowd], "multiclass")
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = crowd[labels == label]
+        held.extend(rng.choice(members, int(round(len(members) * held_out_share)), replace=False))
+    if not held:
+        raise ValueError("no crowd-annotated training rows to hold out: raise held_out_share or train_rows")
+    is_held = train.index.isin(held)
+    held_texts = train.loc[is_held, text_column].astype(str).tolist()
+    rows = []
+    for subset, mask in subsets.items():
+        fit_rows = train[np.asarray(mask, dtype=bool) & ~is_held]
+        for task in tasks:
+            model = clone(estimator, safe=False).fit(fit_rows[text_column].astype(str).tolist(),
+                                                     task_labels(fit_rows, task))
+            rows.append({"training data": subset, "task": task, "rows": len(fit_rows),
+                         "held-out weighted F1": metrics.weighted_f1(task_labels(train[is_held], task),
+                                                                     model.predict(held_texts))})
+    table = pd.DataFrame(rows)
+    means = table.groupby("training data", sort=False)["held-out weighted F1"].mean()
+    return SubsetSelection(table, str(means.idxmax()), int(is_held.sum()))
+
+
 def save_predictions(predictions: pd.DataFrame, name: str = "training") -> Path:
     """Write a long table of test predictions to ``$CROWDLENS_CACHE/predictions/<name>.csv``.
     Used in the training chapter."""
