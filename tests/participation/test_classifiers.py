@@ -129,6 +129,15 @@ def test_saved_classifier_decides_under_the_paper_protocol(shared_data):
     assert set(decision["collapsed"]) == {"BBSE prior", "EM prior"} and "Participation" in decision["collapsed"][
         "BBSE prior"]
     assert (model.test_predictions["y_pred"] == "None").all()
+    # posteriors that barely separate the classes: BBSE's estimate (half participating)
+    # sends every decision to None, which counts as a collapse; EM collapses; argmax is used
+    flat = FixedEncoder()
+    flat.p_none = lambda text: 0.45 if text in ("yes",) or len(text) % 3 == 0 else 0.46
+    model = saved_module._with_paper_protocol(flat, FixedEncoder(), card, test,
+                                              held_out.assign(label=["Participation"] * 36 + ["None"] * 4))
+    assert "BBSE prior" in model.card["decision"]["collapsed"]
+    assert "decisions give" in model.card["decision"]["collapsed"]["BBSE prior"]
+    assert model.card["decision"]["rule"] == "raw" and (model.test_predictions["y_pred"] != "None").mean() >= 0.01
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from crowdlens.core.config import atomic_dir, cache_dir, git_commit
 from crowdlens.core.device import device_type, is_accelerator, resolve_device
 from crowdlens.core.encoders import EncoderClassifier, OnnxEncoderClassifier
 from crowdlens.core.hub import ModelNotAvailableError
-from crowdlens.core.metrics import confusion_matrix
+from crowdlens.core.metrics import COLLAPSE_SHARE, confusion_matrix
 from crowdlens.core.sampling import sample
 from crowdlens.data.reddit import reddit_text
 from crowdlens.data.registry import load_collective_action, load_reddit_covid
@@ -175,6 +175,18 @@ def _none_threshold_of(weights: np.ndarray, classes: Sequence[str]) -> float:
     return w_other / (w_none + w_other)
 
 
+def _starved_class(predictions: np.ndarray, prior: np.ndarray, classes: Sequence[str]
+                   ) -> tuple[str, float, float] | None:
+    """A class the estimate gives a real share (≥ ``COLLAPSE_SHARE``) but the decisions
+    (almost) never predict: (class, estimated share, predicted share), else None."""
+    predicted = pd.Series(predictions).value_counts(normalize=True)
+    for label, estimated in zip(classes, prior):
+        share = float(predicted.get(label, 0.0))
+        if estimated >= COLLAPSE_SHARE and share < COLLAPSE_SHARE:
+            return str(label), float(estimated), share
+    return None
+
+
 def _layered_test_predictions(binary, levels, test_texts: list[str], binary_predictions: np.ndarray) -> np.ndarray:
     """Five-class test predictions: the level encoder reads only the comments the binary
     step lets through, as in ``predict``."""
@@ -212,11 +224,20 @@ def _with_paper_protocol(binary, levels, card: dict, test: pd.DataFrame,
     for rule in DECISION_PREFERENCE:
         if rule not in shifts:
             break  # "raw" and what follows it need no estimate
-        if shifts[rule].is_collapsed:
-            collapsed[rule] = shifts[rule].describe(list(classes))
+        shift = shifts[rule]
+        if shift.is_collapsed:
+            collapsed[rule] = shift.describe(list(classes))
             continue
-        decision, threshold = rule, _none_threshold_of(shifts[rule].weights, classes)
-        prior = dict(zip(map(str, classes), np.round(shifts[rule].prior, 4).tolist()))
+        candidate = _none_threshold_of(shift.weights, classes)
+        starved = _starved_class(predict_with_none_threshold(p_binary, classes, candidate), shift.prior, classes)
+        if starved is not None:
+            # a sound prior estimate applied to posteriors that barely separate the classes
+            # can still move every decision to one side
+            collapsed[rule] = (f"{rule}: it estimates {starved[1]:.1%} of the test comments as {starved[0]}, "
+                               f"but its decisions give {starved[0]} to {starved[2]:.1%}; the next rule is used.")
+            continue
+        decision, threshold = rule, candidate
+        prior = dict(zip(map(str, classes), np.round(shift.prior, 4).tolist()))
         break
     binary_predictions = predict_with_none_threshold(p_binary, classes, threshold)
     five = _layered_test_predictions(binary, levels, test_texts, binary_predictions)
