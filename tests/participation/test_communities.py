@@ -207,6 +207,11 @@ def test_action_logit_recovers_a_community_effect():
     table = com.odds_ratios(com.action_logit(scored, "action ~ C(subreddit, Treatment('calm')) + C(kind)"))
     effect = table.loc["C(subreddit, Treatment('calm'))[T.active]"]
     assert effect["ci_low"] > 2 and effect["odds_ratio"] == pytest.approx(3.5, rel=0.3)
+    # the reference is the community with the most level-labelled texts; none is an error
+    busy = scored.assign(label=np.where(scored["subreddit"] == "calm", "None", scored["label"]))
+    assert com.reference_community(busy) == "active"
+    with pytest.raises(ValueError, match="classifier_epochs"):
+        com.action_logit(scored.assign(label="None"))
 
 
 @pytest.mark.slow

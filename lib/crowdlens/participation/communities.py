@@ -477,12 +477,28 @@ def odds_ratios(result) -> pd.DataFrame:
     return table.drop(index="Intercept", errors="ignore")
 
 
+def _levelled(scored: pd.DataFrame) -> pd.DataFrame:
+    """The texts labelled with a participation level; a ValueError naming the fix if none."""
+    data = scored[scored["label"].isin(LEVELS)]
+    if data.empty:
+        raise ValueError("no scored text has a participation level (the classifier predicts None for every one): "
+                         "train it longer or on more rows (classifier_epochs, classifier_train_rows) or score more "
+                         "texts (sample_rows)")
+    return data
+
+
+def reference_community(scored: pd.DataFrame) -> str:
+    """The community with the most texts at a participation level: the logit's reference
+    (a sample may leave a small community with none). Used in the reddit_communities chapter."""
+    return str(_levelled(scored)["subreddit"].astype(str).value_counts().idxmax())
+
+
 def action_logit(scored: pd.DataFrame, formula: str = "action ~ C(subreddit) + C(kind) + log_score + C(month)"):
     """Logit of a call, intention or execution (``action`` = 1) against Problem-Solution
     among texts the classifier labels with a participation level. Used in the reddit_communities chapter."""
     import statsmodels.formula.api as smf
 
-    data = scored[scored["label"].isin(LEVELS)].copy()
+    data = _levelled(scored).copy()
     data["action"] = (data["label"] != "Problem-Solution").astype(int)
     data["log_score"] = np.log1p(data["score"].clip(lower=0).astype(float))
     data["month"] = pd.to_datetime(data["created_utc"], unit="s", utc=True).dt.strftime("%Y-%m")
