@@ -37,7 +37,7 @@ from crowdlens.participation.classifiers import (
 )
 from crowdlens.participation.labels import FIVE_CLASSES, NONE, task_labels
 
-CARD_VERSION = 3  # bump when the saved classifier's contents change; older saves are retrained
+CARD_VERSION = 4  # bump when the saved classifier's contents change; older saves are retrained
 
 
 class ParticipationClassifier:
