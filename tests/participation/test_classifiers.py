@@ -57,8 +57,6 @@ def test_crossfit_never_uses_an_items_own_label():
     p = np.stack([p_none, 1 - p_none], axis=1)
     predictions, thresholds = part.crossfit_none_threshold(p, ["None", "Problem-Solution"], y, folds=5)
     assert len(thresholds) == 5 and 0.3 < np.median(thresholds) < 0.7
-    from crowdlens.core.metrics import PriorShift, weighted_f1
-
     assert weighted_f1(y, predictions) > weighted_f1(y, np.full(400, "None"))
 
 

@@ -539,11 +539,12 @@ def crowd_examples(reactions: pd.DataFrame, posts: pd.DataFrame, post_ids: Seque
     own_text = own["text"].map(mask_mentions).to_numpy()
     relevance = history_scorer(own_text, history_ranking)
     scores = {post: relevance(post_text[post]) for post in dict.fromkeys(targets["post_id"])}
+    own_time = own["created_utc"].to_numpy()
     by_author = own.groupby("author").indices
     rows = []
     for _, target in targets.iterrows():
         earlier = by_author[target["author"]]
-        earlier = earlier[own["created_utc"].to_numpy()[earlier] < target["created_utc"]]
+        earlier = earlier[own_time[earlier] < target["created_utc"]]
         history = own_text[_most_relevant(scores[target["post_id"]], earlier, history_k)].tolist()
         rows.append({"author": target["author"], "post_id": target["post_id"], "reaction_id": target["reaction_id"],
                      "post_text": post_text[target["post_id"]], "history": history,

@@ -211,16 +211,17 @@ def _with_paper_protocol(binary, levels, card: dict, test: pd.DataFrame,
     score all test comments with that rule, and name any estimate that collapsed."""
     text_column = card["text_column"]
     test_texts = test[text_column].astype(str).tolist()
-    classes = binary.labels_
-    p_binary = binary.predict_proba(test_texts)
     if held_out.empty:
         raise ValueError("the paper protocol's decision rule needs training rows the encoder held out: train it "
                          "with validation_share > 0 (EncoderClassifier's default, 0.1)")
+    classes = binary.labels_
+    p_binary = binary.predict_proba(test_texts)
     held = HeldOut(np.arange(len(held_out)), binary.predict_proba(held_out["text"].tolist()), np.asarray(classes))
-    shifts = prior_shift_estimates(p_binary, classes, held_out["label"].tolist(), held)
     # the training prior (EM's start, BBSE's denominator) is the held-out rows': the split
     # is stratified, so it is the training set's
+    shifts = prior_shift_estimates(p_binary, classes, held_out["label"].tolist(), held)
     decision, threshold, prior, collapsed = "raw", 0.5, None, {}
+    binary_predictions = predict_with_none_threshold(p_binary, classes, threshold)
     for rule in DECISION_PREFERENCE:
         if rule not in shifts:
             break  # "raw" and what follows it need no estimate
@@ -229,17 +230,17 @@ def _with_paper_protocol(binary, levels, card: dict, test: pd.DataFrame,
             collapsed[rule] = shift.describe(list(classes))
             continue
         candidate = _none_threshold_of(shift.weights, classes)
-        starved = _starved_class(predict_with_none_threshold(p_binary, classes, candidate), shift.prior, classes)
+        candidate_predictions = predict_with_none_threshold(p_binary, classes, candidate)
+        starved = _starved_class(candidate_predictions, shift.prior, classes)
         if starved is not None:
             # a sound prior estimate applied to posteriors that barely separate the classes
             # can still move every decision to one side
             collapsed[rule] = (f"{rule}: it estimates {starved[1]:.1%} of the test comments as {starved[0]}, "
                                f"but its decisions give {starved[0]} to {starved[2]:.1%}; the next rule is used.")
             continue
-        decision, threshold = rule, candidate
+        decision, threshold, binary_predictions = rule, candidate, candidate_predictions
         prior = dict(zip(map(str, classes), np.round(shift.prior, 4).tolist()))
         break
-    binary_predictions = predict_with_none_threshold(p_binary, classes, threshold)
     five = _layered_test_predictions(binary, levels, test_texts, binary_predictions)
     y_binary, y_five = task_labels(test, "binary"), task_labels(test, "multiclass")
     card = {**card, "none_threshold": threshold, "git_commit": git_commit(),
@@ -310,7 +311,8 @@ def distil_classifier(teacher: ParticipationClassifier, layers: Sequence[int] = 
     settings = dict(layers=layers, epochs=epochs, seed=seed, progress=progress)
     binary, levels = (getattr(teacher, part).distil(transfer, **settings) if part in parts else getattr(teacher, part)
                       for part in ("binary", "levels"))
-    card = {**{k: v for k, v in teacher.card.items() if k not in ("test_metrics", "none_threshold", "git_commit", "decision")},
+    own_to_student = ("test_metrics", "none_threshold", "git_commit", "decision")  # the student's own, below
+    card = {**{k: v for k, v in teacher.card.items() if k not in own_to_student},
             "name": "participation-distilled", "layers": list(layers), "transfer_comments": transfer_comments,
             "distil_epochs": epochs, "distilled_parts": list(parts),
             "data": teacher.card.get("data", "") + "; distilled on US local COVID Reddit comments and the training texts",
@@ -354,10 +356,11 @@ def load_classifier(name: str = "participation", retrain: bool = False, device: 
     """
     if name not in SAVED_CLASSIFIERS:
         raise ModelNotAvailableError(f"no saved classifier '{name}'; available: {', '.join(SAVED_CLASSIFIERS)}")
+    teacher_kwargs = {}
     if name == "participation-distilled":
         teacher_kwargs = dict(train_kwargs.pop("teacher", None) or {})
-    else:  # the test-threshold copy has its base's arguments
-        teacher_kwargs = dict(train_kwargs) if name == "participation-test-threshold" else {}
+    elif name == "participation-test-threshold":  # the same arguments as its base
+        teacher_kwargs = dict(train_kwargs)
     device = resolve_device(device)
     distilled_from = {"teacher": teacher_kwargs} if name == "participation-distilled" and teacher_kwargs else {}
     path = _classifier_folder(name, {**train_kwargs, **distilled_from}, device)
