@@ -30,6 +30,16 @@ def cache_dir() -> Path:
     return path
 
 
+def checkpoint_folder(task: str, **settings) -> Path:
+    """A folder for one training run's checkpoints, named by ``task`` and a hash of the
+    ``settings`` that make the run what it is: rerunning the same cell resumes (or finds
+    finished) the same run, and a run with other settings never picks it up."""
+    import json
+
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return cache_dir() / "checkpoints" / f"{task}-{key}"
+
+
 def _umask() -> int:
     current = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(current)

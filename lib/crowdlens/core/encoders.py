@@ -262,6 +262,8 @@ class EncoderClassifier(_BatchedClassifier):
         resume = self._load_checkpoint(optimizer, scheduler)
         if resume is not None:
             start_epoch, best_score, best_state, stale, self.history_ = resume
+            if stale > self.patience:  # that run had stopped early: it is finished
+                start_epoch = self.epochs
 
         for epoch in range(start_epoch, self.epochs):
             self.model_.train()
