@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -499,6 +500,25 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
     Used in the weibo_crowds chapter."""
     grams = [t[i:i + n] for t in map(str, texts) for i in range(len(t) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
+
+
+#: A reply "loops" when one character n-gram of this length recurs this often (the
+#: degenerate repetition of small LMs: "没有仇家，没有仇家，没有仇家").
+LOOP_NGRAM, LOOP_REPEATS = 4, 3
+
+
+def has_loop(text: str, n: int = LOOP_NGRAM, repeats: int = LOOP_REPEATS) -> bool:
+    """Whether some character n-gram occurs ``repeats`` or more times in ``text``
+    (occurrences may overlap)."""
+    text = str(text)
+    counts = Counter(text[i:i + n] for i in range(len(text) - n + 1))
+    return bool(counts) and max(counts.values()) >= repeats
+
+
+def loop_share(texts: Sequence[str], n: int = LOOP_NGRAM, repeats: int = LOOP_REPEATS) -> float:
+    """The share of ``texts`` that loop (``has_loop``). Used in the weibo_crowds chapter."""
+    texts = list(texts)
+    return float(np.mean([has_loop(t, n, repeats) for t in texts])) if texts else 0.0
 
 
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], n_boot: int = 1000, seed: int = 0
