@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crowdlens.core.config import atomic_dir, atomic_path, sha256_file
+from crowdlens.core.config import atomic_dir, atomic_path, checkpoint_folder, sha256_file
 
 
 def test_atomic_path_replaces_on_success_and_keeps_the_old_file_on_error(tmp_path):
@@ -55,3 +55,12 @@ def test_atomic_writes_follow_the_umask_not_mkstemps_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "shared.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+
+
+def test_checkpoint_folder_is_one_per_set_of_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("CROWDLENS_CACHE", str(tmp_path))
+    first = checkpoint_folder("weibo-emotion", model="e5", epochs=3, seed=0)
+    assert first == checkpoint_folder("weibo-emotion", seed=0, epochs=3, model="e5")  # order does not matter
+    assert first.parent == tmp_path / "checkpoints" and first.name.startswith("weibo-emotion-")
+    assert first != checkpoint_folder("weibo-emotion", model="e5", epochs=4, seed=0)
+    assert first != checkpoint_folder("training", model="e5", epochs=3, seed=0)

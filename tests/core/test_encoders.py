@@ -86,6 +86,20 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_run_that_stopped_early_stays_finished_when_resumed(tmp_path):
+    import torch
+
+    texts, labels = data(repeat=1)
+    settings = dict(max_length=16, batch_size=8, validation_share=0.25, checkpoint_dir=tmp_path, progress=False)
+    EncoderClassifier(epochs=1, **settings).fit(texts, labels)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state["stale"] = 2  # as if epoch 1 had not improved twice: early stopping ended the run
+    torch.save(state, tmp_path / "checkpoint.pt")
+    resumed = EncoderClassifier(epochs=3, patience=1, **settings).fit(texts, labels)
+    assert [h["epoch"] for h in resumed.history_] == [1]
+
+
+@pytest.mark.slow
 def test_lora_on_the_causal_lm_learns_a_chinese_task_and_round_trips(tmp_path):
     happy = ["今天太开心了", "好高兴啊哈哈", "真幸福，谢谢大家", "开心开心", "太棒了，好喜欢"]
     angry = ["气死我了", "太可恶了，愤怒", "简直无耻", "混蛋，滚", "这帮人太恶心了"]

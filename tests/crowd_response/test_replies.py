@@ -64,6 +64,15 @@ def test_reply_metrics_by_hand():
     assert replies.paired_bootstrap([2, 3, 4], [1, 2, 3], n_boot=50) == (1.0, 1.0, 1.0)
 
 
+def test_a_reply_loops_when_a_4gram_recurs_three_times():
+    assert replies.has_loop("，没有仇家，没有仇家，没有仇家，没有")
+    assert replies.has_loop("用户用户用户用户用户")  # overlapping: 用户用户 three times
+    assert not replies.has_loop("没有仇家，没有仇家")  # twice is not a loop
+    assert not replies.has_loop("今天天气很好，出去走走") and not replies.has_loop("")
+    assert replies.loop_share(["哈哈哈哈哈哈", "好", "转发微博", "abcdabcdabcd"]) == 0.5
+    assert replies.loop_share([]) == 0.0
+
+
 def test_clean_reply_keeps_the_first_line_without_replacement_characters():
     assert replies.clean_reply("\ufffd切都好 \n第二行") == "切都好"
     assert replies.clean_reply("  转发\ufffd微博") == "转发微博"
