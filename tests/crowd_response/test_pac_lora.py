@@ -87,6 +87,29 @@ def test_the_analyze_gate_follows_the_post_and_the_compose_gate_the_user():
     assert not torch.allclose(compose_u, compose) and torch.allclose(analyze_u, analyze)
 
 
+def test_the_layer_computes_the_mixture_of_experts_formula_inside_and_after_the_spans():
+    torch.manual_seed(0)
+    model = apply_pac_lora(Block(), ["proj"], n_experts=3, rank=4, alpha=8)
+    layer = model.proj
+    torch.nn.init.normal_(layer.lora_B)
+    prompt, generated = torch.randn(2, 7, 16), torch.randn(2, 1, 16)
+
+    def by_the_formula(x, post, user):  # y = W x + (α/r) Σ_e g_B,e B_e (Σ_e' g_A,e' A_e' x), expert by expert
+        analyze, compose = layer.gates(x, post, user)
+        h = sum(analyze[..., e, None] * (x @ layer.lora_A[e].T) for e in range(3))
+        return layer.base(x) + 2.0 * sum(compose[..., e, None] * (h @ layer.lora_B[e].T) for e in range(3))
+
+    where = spans()
+    with token_spans(model, where), torch.no_grad():
+        assert torch.allclose(model(prompt), by_the_formula(prompt, where.post, where.user), atol=1e-5)
+        # a token generated after the prompt lies outside both spans: uniform gates
+        outside = torch.zeros(2, 1, dtype=torch.bool)
+        assert torch.allclose(model(generated), by_the_formula(generated, outside, outside), atol=1e-5)
+    with torch.no_grad():  # no spans told at all: the same uniform mixture
+        assert torch.allclose(model(prompt), by_the_formula(prompt, *[torch.zeros(2, 7, dtype=torch.bool)] * 2),
+                              atol=1e-5)
+
+
 def test_layer_arguments_are_checked():
     with pytest.raises(ValueError, match="n_experts"):
         PACLoRALinear(nn.Linear(4, 4), n_experts=0)

@@ -72,12 +72,15 @@ class PACLoRALinear(nn.Module):
         self.position = 0  # where in the sequence this layer's next input starts
         self.kept: list[tuple[torch.Tensor, ...]] | None = None  # a list: each pass's gates and spans are kept
 
-    def _span_masks(self, length: int, batch: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The post and user masks of the next ``length`` positions (False past the spans' end)."""
+    def _span_masks(self, length: int, batch: int, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The post and user masks of the next ``length`` positions (False past the spans'
+        end); None when no position of them can be in a span (no spans told, or tokens
+        generated after the prompt)."""
         if self.spans is None:
-            empty = torch.zeros(batch, length, dtype=torch.bool, device=device)
-            return empty, empty
+            return None
         start, self.position = self.position, self.position + length
+        if start >= self.spans.post.shape[1] and start >= self.spans.user.shape[1]:
+            return None
 
         def window(mask: torch.Tensor) -> torch.Tensor:
             part = mask[:, start:start + length].to(device)
@@ -99,14 +102,26 @@ class PACLoRALinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         result = self.base(x)
         x = self.dropout(x).to(self.lora_A.dtype)
-        post, user = self._span_masks(x.shape[-2], x.shape[0], x.device)
+        n_experts, rank, width = self.lora_A.shape
+        masks = self._span_masks(x.shape[-2], x.shape[0], x.device)
+        if masks is None and self.kept is None:
+            # outside both spans a gate reads zeros, and without bias it is uniform: the
+            # layer is the LoRA of the mean experts (every generated token takes this path)
+            y = (x @ self.lora_A.mean(0).T) @ self.lora_B.mean(0).T
+            return result + (self.scaling * y).to(result.dtype)
+        if masks is None:
+            empty = torch.zeros(x.shape[0], x.shape[-2], dtype=torch.bool, device=x.device)
+            masks = empty, empty
+        post, user = masks
         analyze, compose = self.gates(x, post, user)
         if self.kept is not None:
             self.kept.append((analyze.detach(), compose.detach(), post, user))
-        down = torch.einsum("bsi,eri->bser", x, self.lora_A)            # every expert's A_e x
+        # one matmul for all experts' A_e x, and one for Σ_e g_B,e B_e h = [B_1 … B_E] (g_B ⊗ h):
+        # no (batch, seq, experts, out) tensor is ever built
+        down = (x @ self.lora_A.reshape(n_experts * rank, width).T).unflatten(-1, (n_experts, rank))
         h = (analyze.unsqueeze(-1) * down).sum(dim=-2)                   # analyze mix → (b, s, r)
-        up = torch.einsum("bsr,eor->bseo", h, self.lora_B)               # every expert's B_e h
-        y = (compose.unsqueeze(-1) * up).sum(dim=-2)                     # compose mix → (b, s, out)
+        mixed = (compose.unsqueeze(-1) * h.unsqueeze(-2)).flatten(-2)    # (b, s, experts · r)
+        y = mixed @ self.lora_B.permute(0, 2, 1).reshape(n_experts * rank, -1)  # compose mix → (b, s, out)
         return result + (self.scaling * y).to(result.dtype)
 
     def extra_repr(self) -> str:
