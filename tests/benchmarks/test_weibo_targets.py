@@ -1,0 +1,56 @@
+"""benchmarks/bench_weibo_targets.py: every target of the crowd-response issue is read from
+the chapter's results cell, and a run that did not record one does not meet it."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("weibo_targets")
+
+
+def chapter_json(**extra):
+    macro = [{"model": m, "split": s, "js": js} for s in ("random", "time")
+             for m, js in (("global prior", 0.10), ("kNN (k=20, e5)", 0.06), ("softmax regression", 0.08))]
+    paired = [{"model": m, "measure": k, "difference vs (a)": d, "ci_low": d - 0.01, "ci_high": d + 0.01}
+              for m, d in (("(b) LoRA + user context", 0.02), ("(c) PAC-LoRA, 3 experts + user context", 0.005))
+              for k in ("rouge_l", "emotion_agrees")]
+    replies = [{"model": "(a) LoRA, no user context", "distinct-2": 0.40, "loops": 0.02},
+               {"model": "(b) LoRA + user context", "distinct-2": 0.50, "loops": 0.08},
+               {"model": "real replies", "distinct-2": 0.60, "loops": 0.01}]
+    emotion = [{"model": "fine-tuned e5", "test set": "virus test", "macro_f1": 0.66, "f1_low": 0.64,
+                "f1_high": 0.68, "n": 3000},
+               {"model": "fine-tuned e5", "test set": "usual eval", "macro_f1": 0.48, "f1_low": 0.46,
+                "f1_high": 0.50, "n": 2000}]
+    return {"macro": macro, "paired": paired, "replies": replies, "emotion": emotion,
+            "labelling_model": "fine-tuned e5", "held_out_replies": 300, **extra}
+
+
+def test_every_target_is_read_from_the_chapter(bench, monkeypatch):
+    monkeypatch.setattr(bench, "chapter_results", lambda chapter, profile: (chapter_json(), {"seconds": 3000}))
+    targets = bench.run()["targets"]
+    assert targets["macro_js_reduction_time"] == {"value": 0.4, "goal": 0.30, "direction": ">=", "met": True}
+    assert targets["emotion_encoder_macro_f1_virus_test"]["met"] is True
+    assert targets["emotion_encoder_macro_f1_usual_eval"]["met"] is False  # 0.48 < 0.50
+    assert targets["replies_(a)_loop_share"]["met"] is True and targets["replies_(b)_loop_share"]["met"] is False
+    assert targets["replies_(a)_distinct2_gap"]["value"] == pytest.approx(0.2)
+    assert targets["replies_(a)_distinct2_gap"]["met"] is False and targets["replies_(b)_distinct2_gap"]["met"]
+    assert targets["micro_(b) LoRA + user context_rouge_l_ci_low"]["met"] is True
+    assert targets["micro_(c) PAC-LoRA, 3 experts + user context_rouge_l_ci_low"]["met"] is False  # -0.005
+    assert targets["full_chapter_minutes"] == {"value": 50.0, "goal": 90, "direction": "<=", "met": True}
+    assert targets["micro_held_out_replies"]["met"] is True
+
+
+def test_a_run_that_did_not_record_a_measure_does_not_meet_its_target(bench, monkeypatch):
+    old = chapter_json()
+    del old["held_out_replies"]
+    for row in old["replies"]:
+        del row["loops"]
+    old["emotion"] = []  # a profile without the fine-tuned encoder
+    monkeypatch.setattr(bench, "chapter_results", lambda chapter, profile: (old, {"seconds": None}))
+    targets = bench.run()["targets"]
+    for name in ("micro_held_out_replies", "replies_(a)_loop_share", "emotion_encoder_macro_f1_virus_test",
+                 "full_chapter_minutes"):
+        assert targets[name]["value"] is None and targets[name]["met"] is False, name
