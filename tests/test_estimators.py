@@ -14,7 +14,7 @@ from crowdlens.core.encoders import EncoderClassifier
 from crowdlens.crowd_response.distributions import KNNDistribution, PriorDistribution, SoftmaxRegression
 from crowdlens.crowd_response.emotions import ChineseTextClassifier, LexiconEmotion
 from crowdlens.crowd_response.replies import ReplyModel
-from crowdlens.participation.classifiers import CentroidClassifier, DictionaryRule, TfidfLogReg
+from crowdlens.participation.classifiers import CentroidClassifier, DictionaryRule, EmbeddingLogReg, TfidfLogReg
 from crowdlens.participation.llm_labels import LLMAnnotator, LMLabelScorer
 
 # each with parameters other than its defaults, so that clone must carry them over
@@ -22,6 +22,7 @@ ESTIMATORS = [
     TfidfLogReg(C=1.5, min_df=1, seed=3),
     CentroidClassifier(model="minilm", temperature=0.1, cache_embeddings=False, device="cpu"),
     DictionaryRule(words=["protest", "rally"]),
+    EmbeddingLogReg(model="e5", C=2.0, class_weight=None, cache_embeddings=False, seed=1, device="cpu"),
     EncoderClassifier("minilm", max_length=64, epochs=1, checkpoint_dir="checkpoints", progress=False, device="cpu"),
     ChineseTextClassifier(features="chars", C=1.0),
     LexiconEmotion(),

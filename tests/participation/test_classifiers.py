@@ -42,6 +42,20 @@ def test_tfidf_and_dictionary_baselines_learn_the_toy_task(frame):
     assert rule.k_ >= 1 and (rule.predict(texts) == y).all()
 
 
+@pytest.mark.parametrize("model", ["minilm", "e5"])
+def test_a_frozen_encoder_head_separates_unseen_participation_texts(model, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    action = ["Join the strike on Monday", "Sign the petition and come to the march", "We rallied at city hall",
+              "I will volunteer for the union drive", "Boycott the company with us", "Come protest tomorrow"]
+    other = ["I baked bread this morning", "The cat sleeps on the sofa", "This pasta recipe is great",
+             "The train was late again", "I watched a film last night", "My phone battery died"]
+    head = part.EmbeddingLogReg(model, C=2.0, cache_embeddings=False, device="cpu").fit(action + other, ["P"] * 6 + ["N"] * 6)
+    assert list(head.classes_) == ["N", "P"] and head.predict_proba(action[:1]).shape == (1, 2)
+    unseen = ["Everyone to the picket line at noon", "Let us occupy the square together",
+              "The soup needs more salt", "It rained all afternoon"]
+    assert list(head.predict(unseen)) == ["P", "P", "N", "N"]
+
+
 def test_none_threshold_and_layered_model():
     classes = ["Execution", "None", "Problem-Solution"]
     p = np.array([[0.1, 0.6, 0.3], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])

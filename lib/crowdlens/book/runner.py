@@ -92,7 +92,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "data_tour": {"sample_rows": 20_000},
         "annotation": {"crowd_items": 100, "repetitions": 1, "llm_sample": 16, "annotator_grid": [1, 3, 5, 9],
                        "spammer_grid": [0.0, 0.2, 0.4]},
-        "training": {"train_rows": 200, "test_rows": 300, "epochs": 1, "max_length": 64, "n_boot": 200,
+        "training": {"train_rows": 200, "test_rows": 300, "frozen_encoders": ["minilm"], "epochs": 1, "max_length": 64, "n_boot": 200,
                      "held_out_folds": 2, "llm_sample": 12, "encoder_ablation": False, "sft_rows": 6, "dpo_rows": 4, "llm_tuned_test": 6,
                      "target_folds": 2, "target_tasks": ["multiclass"]},
         "reddit_communities": {"sample_rows": 8_000, "classifier_train_rows": 200, "classifier_epochs": 1,

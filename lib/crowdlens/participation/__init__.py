@@ -27,6 +27,7 @@ from crowdlens.participation.classifiers import (  # noqa: F401
     THRESHOLD_PROTOCOL,
     CentroidClassifier,
     DictionaryRule,
+    EmbeddingLogReg,
     Evaluation,
     Experiment,
     HeldOut,

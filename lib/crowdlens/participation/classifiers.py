@@ -70,6 +70,32 @@ class CentroidClassifier(ProbabilisticClassifier):
         return p / p.sum(1, keepdims=True)
 
 
+class EmbeddingLogReg(ProbabilisticClassifier):
+    """Frozen sentence embeddings (``model``: any sentence encoder id; ``minilm`` and
+    ``e5`` offline) + class-weighted logistic regression: the encoder is never trained,
+    so it costs one pass over the texts. Embeddings are cached like ``CentroidClassifier``'s.
+    Used in the training chapter."""
+
+    def __init__(self, model: str = "minilm", C: float = 0.5, class_weight: str | None = "balanced",
+                 cache_embeddings: bool = True, seed: int = 0, device: str = "auto"):
+        self.model, self.C, self.class_weight = model, C, class_weight
+        self.cache_embeddings, self.seed, self.device = cache_embeddings, seed, device
+
+    def _vectors(self, texts):
+        return embed(list(texts), self.model, cache=self.cache_embeddings, device=self.device)
+
+    def fit(self, texts, labels):
+        from sklearn.linear_model import LogisticRegression
+
+        self.head_ = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=3000,
+                                        random_state=self.seed).fit(self._vectors(texts), list(labels))
+        self.classes_ = self.head_.classes_
+        return self
+
+    def predict_proba(self, texts):
+        return self.head_.predict_proba(self._vectors(texts))
+
+
 class DictionaryRule(ProbabilisticClassifier):
     """Participation when a text has at least ``k`` collective-action words; ``k`` is
     chosen on the training data to maximise weighted F1. Binary only. Used in the training chapter."""
