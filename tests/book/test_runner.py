@@ -223,3 +223,13 @@ def test_the_paper_profile_needs_the_hub_and_a_gpu(monkeypatch):
     monkeypatch.setattr(book, "_cached_on_hub_cache", lambda model: False)
     book.check_profile("paper", ["training"])
     book.check_profile("full", ["training"])
+
+
+def test_a_progress_bar_drawn_in_a_cell_is_kept_as_its_last_state():
+    cell = nbformat.v4.new_code_cell("train()")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=f"\repoch 1: {p}%") for p in (0, 50, 100)]
+    cell.outputs += [nbformat.v4.new_output("stream", name="stderr", text="\n"),
+                     nbformat.v4.new_output("stream", name="stdout", text="done\n")]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    outputs = book._coalesced(notebook).cells[0].outputs
+    assert [(o.name, o.text) for o in outputs] == [("stderr", "epoch 1: 100%\n"), ("stdout", "done\n")]

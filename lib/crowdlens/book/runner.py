@@ -792,7 +792,7 @@ def execute_chapter(
     started = time.time()
     if cached.is_file() and not force:
         with atomic_path(target, suffix=".ipynb") as tmp:
-            shutil.copyfile(cached, tmp)
+            nbformat.write(_coalesced(nbformat.read(cached, as_version=4)), tmp)
         return ChapterRun(name, target, True, time.time() - started, parameters)
 
     work_root = cache_dir() / "book" / "work"
@@ -836,7 +836,7 @@ def execute_chapter(
                     shutil.copyfile(output_nb, tmp)
             raise ChapterFailed(name, _failure_message(name, exc, failed), failed) from exc
         end_time = dt.datetime.now(dt.timezone.utc)
-        executed = nbformat.read(output_nb, as_version=4)
+        executed = _coalesced(nbformat.read(output_nb, as_version=4))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for cell in executed.cells:  # say in the book where the injected values came from
@@ -867,6 +867,17 @@ def execute_chapter(
     failed = book_dir() / "_failed" / f"{name}.ipynb"
     failed.unlink(missing_ok=True)
     return ChapterRun(name, target, False, time.time() - started, parameters)
+
+
+def _coalesced(notebook):
+    """The notebook with each cell's consecutive stream outputs merged and every line
+    overwritten by a carriage return dropped (nbconvert's CoalesceStreamsPreprocessor):
+    a progress bar that a library draws in a cell prints as its last state, not as one
+    line per update."""
+    from nbconvert.preprocessors import CoalesceStreamsPreprocessor
+
+    notebook, _ = CoalesceStreamsPreprocessor().preprocess(notebook, {})
+    return notebook
 
 
 def write_provenance_page(chapters: list[str] | None = None) -> Path:
