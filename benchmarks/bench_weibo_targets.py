@@ -69,7 +69,9 @@ def run() -> dict:
         **run_metadata(meta),
         "emotion": {f"{m} · {t}": {k: r.get(k) for k in ("macro_f1", "f1_low", "f1_high", "n")}
                     for (m, t), r in emotion.items()},
+        "chosen_emotion_model": results.get("chosen_emotion_model"),
         "labelling_model": results.get("labelling_model"),
+        "student_agreement_with_chosen_model": results.get("student_agreement"),
         "replies": replies,
         "macro": macro,
         "macro_target": "best JS >= 30 % below the global prior",
