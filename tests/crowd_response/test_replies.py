@@ -107,6 +107,24 @@ def test_reply_model_learns_a_users_habit(adapter, monkeypatch):
         assert gates is None
 
 
+@pytest.mark.slow
+def test_the_reply_loss_on_the_last_positions_equals_the_models_own_loss(tiny_causal_lm):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_causal_lm)
+    # two examples of different lengths whose replies (3 and 2 tokens) end them
+    rows = [([5, 6, 7, 8, 9, 10, 11, 12], [-100] * 5 + [10, 11, 12], [False] * 8, [False] * 8),
+            ([20, 21, 22, 23, 24], [-100] * 3 + [23, 24], [False] * 5, [False] * 5)]
+    ids, labels, mask, _, _ = replies._padded(rows, pad=0)  # right padding, the model's own loss
+    expected = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    ids, labels, mask, _, _ = replies._padded(rows, pad=0, left=True)
+    loss = replies._reply_loss(model, {"input_ids": ids, "attention_mask": mask}, labels)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
 def test_crowd_examples_sample_repliers_with_their_earlier_replies():
     reactions = pd.DataFrame({
         "post_id": ["p1", "p2", "p2", "p2", "p1"],

@@ -266,10 +266,11 @@ class ReplyModel(BaseEstimator):
         for _ in tqdm(range(self.steps), desc=f"fine-tuning ({self.adapter}{', history' if self.use_history else ''})",
                       disable=not self.progress):
             batch = [encoded[i] for i in rng.integers(0, len(encoded), self.batch_size)]
-            ids, labels, mask, post, user = _padded(batch, pad)
+            # left padding: every row ends with its reply, so the LM head runs on the last positions only
+            ids, labels, mask, post, user = _padded(batch, pad, left=True)
             with autocast(device), self._spans(post, user):
-                loss = self.model_(**to_device({"input_ids": ids, "attention_mask": mask, "labels": labels},
-                                               device)).loss
+                loss = _reply_loss(self.model_, to_device({"input_ids": ids, "attention_mask": mask}, device),
+                                   to_device({"labels": labels}, device)["labels"])
             if scaler is None:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -442,6 +443,24 @@ def _padded(rows, pad: int, left: bool = False):
         ids[row, where], labels[row, where], mask[row, where] = torch.tensor(x), torch.tensor(y), 1
         post[row, where], user[row, where] = torch.tensor(in_post), torch.tensor(in_user)
     return ids, labels, mask, post, user
+
+
+def _reply_loss(model, batch: dict, labels):
+    """Mean cross-entropy over the reply tokens of a left-padded batch (rows end with their
+    replies), the same as the model's own loss with ``labels``, with the LM head computed
+    only on the last positions that predict a reply token (``logits_to_keep``): on
+    Gemma-3's 262k-word vocabulary the head is most of a training step's work."""
+    import inspect
+
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "logits_to_keep" not in inspect.signature(base.forward).parameters:  # an older architecture
+        return model(**batch, labels=labels).loss
+    keep = min(int((labels != -100).sum(1).max()) + 1, labels.shape[1])  # +1: the logit before the first
+    logits = model(**batch, logits_to_keep=keep).logits[:, :-1]
+    target = labels[:, labels.shape[1] - keep + 1:]
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100)
 
 
 def _cache_keyword(model) -> str:
