@@ -86,8 +86,8 @@ _PAPER_MODELS: dict[str, dict[str, Any]] = {
 #: here run with the defaults of their ``parameters`` cell.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
-        # the quick book is a class's first build: the goal is 8 minutes on 2 cores; 7.9 to 8.6 (8.4 last) are
-        # measured (benchmarks/results/book_quick.json). Every step runs on a sample; the language-model
+        # the quick book is a class's first build: the goal is 8 minutes on 2 cores; 5.3 measured last
+        # (benchmarks/results/book_quick.json; 7.9 to 8.6 on an older, slower machine). Every step runs on a sample; the language-model
         # rows are smoke tests on a few comments, kept out of the results tables.
         "data_tour": {"sample_rows": 20_000},
         "annotation": {"crowd_items": 100, "repetitions": 1, "llm_sample": 16, "annotator_grid": [1, 3, 5, 9],
