@@ -33,7 +33,8 @@ def cache_dir() -> Path:
 def checkpoint_folder(task: str, **settings) -> Path:
     """A folder for one training run's checkpoints, named by ``task`` and a hash of the
     ``settings`` that make the run what it is: rerunning the same cell resumes (or finds
-    finished) the same run, and a run with other settings never picks it up."""
+    finished) the same run, and a run with other settings never picks it up.
+    Used in the weibo_crowds chapter."""
     import json
 
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]

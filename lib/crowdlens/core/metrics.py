@@ -235,7 +235,8 @@ class PriorShift:
 
 def collapsed_classes(prior: np.ndarray, train_prior: np.ndarray, min_share: float = COLLAPSE_SHARE
                       ) -> tuple[int, ...]:
-    """Classes present in training (share >= ``min_share``) whose estimated share fell below it."""
+    """Classes present in training (share >= ``min_share``) whose estimated share fell below it.
+    Used in the weibo_crowds chapter."""
     prior, train_prior = np.asarray(prior, dtype=float), np.asarray(train_prior, dtype=float)
     return tuple(int(i) for i in np.flatnonzero((prior < min_share) & (train_prior >= min_share)))
 
