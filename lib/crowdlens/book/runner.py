@@ -87,13 +87,15 @@ _PAPER_MODELS: dict[str, dict[str, Any]] = {
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         # the quick book is a class's first build: the goal is 8 minutes on 2 cores; 5.3 measured last
-        # (benchmarks/results/book_quick.json; 7.9 to 8.6 on an older, slower machine). Every step runs on a sample; the language-model
-        # rows are smoke tests on a few comments, kept out of the results tables.
+        # (benchmarks/results/book_quick.json; 7.9 to 8.6 on an older, slower machine). Every step runs
+        # on a sample; the language-model rows are smoke tests on a few comments, kept out of the
+        # results tables.
         "data_tour": {"sample_rows": 20_000},
         "annotation": {"crowd_items": 100, "repetitions": 1, "llm_sample": 16, "annotator_grid": [1, 3, 5, 9],
                        "spammer_grid": [0.0, 0.2, 0.4]},
-        "training": {"train_rows": 200, "test_rows": 300, "frozen_encoders": ["minilm"], "epochs": 1, "max_length": 64, "n_boot": 200,
-                     "held_out_folds": 2, "llm_sample": 12, "encoder_ablation": False, "sft_rows": 6, "dpo_rows": 4, "llm_tuned_test": 6,
+        "training": {"train_rows": 200, "test_rows": 300, "frozen_encoders": ["minilm"], "epochs": 1,
+                     "max_length": 64, "n_boot": 200, "held_out_folds": 2, "llm_sample": 12,
+                     "encoder_ablation": False, "sft_rows": 6, "dpo_rows": 4, "llm_tuned_test": 6,
                      "target_folds": 2, "target_tasks": ["multiclass"]},
         "reddit_communities": {"sample_rows": 8_000, "classifier_train_rows": 200, "classifier_epochs": 1,
                                "classifier_max_length": 64,

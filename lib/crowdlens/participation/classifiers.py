@@ -44,7 +44,16 @@ class TfidfLogReg(ProbabilisticClassifier):
         return self.pipeline_.predict_proba(list(texts))
 
 
-class CentroidClassifier(ProbabilisticClassifier):
+class _SentenceEmbeddings:
+    """The sentence embeddings of texts for a classifier with ``model``,
+    ``cache_embeddings`` and ``device`` parameters (cached on disk when asked: the same
+    texts serve several tasks)."""
+
+    def _vectors(self, texts):
+        return embed(list(texts), self.model, cache=self.cache_embeddings, device=self.device)
+
+
+class CentroidClassifier(_SentenceEmbeddings, ProbabilisticClassifier):
     """Nearest centroid on L2-normalised sentence embeddings (cosine similarity);
     probabilities are a softmax of similarities with a temperature. Embeddings are
     cached on disk (``cache_embeddings``), as the same texts serve several tasks. Used in the training chapter."""
@@ -55,7 +64,7 @@ class CentroidClassifier(ProbabilisticClassifier):
         self.device = device  # where the sentence encoder runs (crowdlens.core.device)
 
     def fit(self, texts, labels):
-        vectors = embed(list(texts), self.model, cache=self.cache_embeddings, device=self.device)
+        vectors = self._vectors(texts)
         labels = np.asarray(labels)
         self.classes_ = np.array(sorted(set(labels)))
         centroids = np.stack([vectors[labels == c].mean(0) for c in self.classes_])
@@ -63,14 +72,14 @@ class CentroidClassifier(ProbabilisticClassifier):
         return self
 
     def predict_proba(self, texts):
-        vectors = embed(list(texts), self.model, cache=self.cache_embeddings, device=self.device)
+        vectors = self._vectors(texts)
         similarity = vectors @ self.centroids_.T / self.temperature
         similarity -= similarity.max(1, keepdims=True)
         p = np.exp(similarity)
         return p / p.sum(1, keepdims=True)
 
 
-class EmbeddingLogReg(ProbabilisticClassifier):
+class EmbeddingLogReg(_SentenceEmbeddings, ProbabilisticClassifier):
     """Frozen sentence embeddings (``model``: any sentence encoder id; ``minilm`` and
     ``e5`` offline) + class-weighted logistic regression: the encoder is never trained,
     so it costs one pass over the texts. Embeddings are cached like ``CentroidClassifier``'s.
@@ -80,9 +89,6 @@ class EmbeddingLogReg(ProbabilisticClassifier):
                  cache_embeddings: bool = True, seed: int = 0, device: str = "auto"):
         self.model, self.C, self.class_weight = model, C, class_weight
         self.cache_embeddings, self.seed, self.device = cache_embeddings, seed, device
-
-    def _vectors(self, texts):
-        return embed(list(texts), self.model, cache=self.cache_embeddings, device=self.device)
 
     def fit(self, texts, labels):
         from sklearn.linear_model import LogisticRegression
