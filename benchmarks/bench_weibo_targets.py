@@ -34,7 +34,11 @@ def run() -> dict:
     beats = {m: all(micro[m][k]["ci"][0] > 0 for k in ("rouge_l", "emotion_agrees")) for m in personalised}
     targets = {f"macro_js_reduction_{split}": target(v["reduction"], 0.30, ">=") for split, v in macro.items()}
     emotion = {(r["model"], r["test set"]): r for r in results["emotion"]}
-    encoder = next((m for m, _ in emotion if m.startswith("fine-tuned")), None)
+    # the encoder's target is met by the model the chapter chose on virus-eval when it is
+    # built on the encoder (the encoder alone or its average with TF-IDF), else the encoder
+    chosen = results.get("chosen_emotion_model") or ""
+    encoder = chosen if chosen.startswith("fine-tuned") else next(
+        (m for m, _ in emotion if m.startswith("fine-tuned")), None)
     for test_set, goal in (("virus test", 0.65), ("usual eval", 0.50)):
         row = emotion.get((encoder, test_set), {})
         targets[f"emotion_encoder_macro_f1_{test_set.replace(' ', '_')}"] = target(
@@ -70,6 +74,7 @@ def run() -> dict:
         "emotion": {f"{m} · {t}": {k: r.get(k) for k in ("macro_f1", "f1_low", "f1_high", "n")}
                     for (m, t), r in emotion.items()},
         "chosen_emotion_model": results.get("chosen_emotion_model"),
+        "emotion_encoder_target_model": encoder,
         "labelling_model": results.get("labelling_model"),
         "student_agreement_with_chosen_model": results.get("student_agreement"),
         "replies": replies,

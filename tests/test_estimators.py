@@ -11,6 +11,7 @@ import pytest
 from sklearn.base import clone
 
 from crowdlens.core.encoders import EncoderClassifier
+from crowdlens.core.estimators import ProbabilityAverage
 from crowdlens.crowd_response.distributions import KNNDistribution, PriorDistribution, SoftmaxRegression
 from crowdlens.crowd_response.emotions import ChineseTextClassifier, LexiconEmotion
 from crowdlens.crowd_response.replies import ReplyModel
@@ -72,3 +73,37 @@ def test_the_device_is_stored_as_given_and_resolved_when_fitting(estimator):
     assert clone(estimator).device == "gpu"
     with pytest.raises(ValueError, match="choose one of auto, cpu, cuda, cuda:N, mps"):
         estimator.fit(["a text", "another"], ["x", "y"])
+
+
+class _FixedProbabilities:
+    """A fitted stand-in whose probabilities are given: row i of ``table`` for text i."""
+
+    def __init__(self, classes, table):
+        self.classes_, self.table = np.asarray(classes), np.asarray(table, float)
+
+    def predict_proba(self, texts):
+        return self.table[[int(t) for t in texts]]
+
+
+def test_probability_average_weights_its_members_and_can_flip_a_decision():
+    sure = _FixedProbabilities(["angry", "happy"], [[0.9, 0.1], [0.2, 0.8]])
+    unsure = _FixedProbabilities(["angry", "happy"], [[0.3, 0.7], [0.4, 0.6]])
+    equal = ProbabilityAverage([sure, unsure]).fit()
+    np.testing.assert_allclose(equal.predict_proba(["0", "1"]), [[0.6, 0.4], [0.3, 0.7]])
+    np.testing.assert_allclose(equal.weights_, [0.5, 0.5])
+    # a weight of 1:3 lets the second member outvote the first on text 0
+    leaning = ProbabilityAverage([sure, unsure], weights=[1, 3]).fit()
+    assert list(leaning.predict(["0", "1"])) == ["happy", "happy"]
+    np.testing.assert_allclose(leaning.predict_proba(["0"]).sum(1), 1.0)
+    assert list(ProbabilityAverage([sure, unsure], weights=[1, 0]).fit().predict(["0"])) == ["angry"]
+
+
+def test_probability_average_refuses_members_that_disagree_on_classes_or_bad_weights():
+    a = _FixedProbabilities(["angry", "happy"], [[0.5, 0.5]])
+    b = _FixedProbabilities(["happy", "angry"], [[0.5, 0.5]])
+    with pytest.raises(ValueError, match="fit them on the same labels"):
+        ProbabilityAverage([a, b]).fit()
+    with pytest.raises(ValueError, match="non-negative numbers with a positive sum"):
+        ProbabilityAverage([a, a], weights=[1, -1]).fit()
+    with pytest.raises(ValueError, match="one per member"):
+        ProbabilityAverage([a, a], weights=[1]).fit()

@@ -54,3 +54,18 @@ def test_a_run_that_did_not_record_a_measure_does_not_meet_its_target(bench, mon
     for name in ("micro_held_out_replies", "replies_(a)_loop_share", "emotion_encoder_macro_f1_virus_test",
                  "full_chapter_minutes"):
         assert targets[name]["value"] is None and targets[name]["met"] is False, name
+
+
+def test_the_encoder_target_reads_the_chosen_model_when_it_is_built_on_the_encoder(bench, monkeypatch):
+    results = chapter_json(chosen_emotion_model="fine-tuned e5 + TF-IDF words+chars + LR (50% encoder)")
+    results["emotion"] += [{"model": results["chosen_emotion_model"], "test set": t, "macro_f1": f,
+                            "f1_low": f - 0.02, "f1_high": f + 0.02, "n": 3000}
+                           for t, f in (("virus test", 0.60), ("usual eval", 0.55))]
+    monkeypatch.setattr(bench, "chapter_results", lambda chapter, profile: (results, {"seconds": 3000}))
+    run = bench.run()
+    assert run["emotion_encoder_target_model"] == results["chosen_emotion_model"]
+    assert run["targets"]["emotion_encoder_macro_f1_virus_test"]["value"] == 0.60
+    assert run["targets"]["emotion_encoder_macro_f1_usual_eval"]["met"] is True
+    # a TF-IDF model chosen: the target still reads the fine-tuned encoder alone
+    results["chosen_emotion_model"] = "TF-IDF words+chars + LR"
+    assert bench.run()["emotion_encoder_target_model"] == "fine-tuned e5"
