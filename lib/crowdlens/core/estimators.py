@@ -15,7 +15,9 @@ from sklearn.base import BaseEstimator
 
 
 def argmax_labels(probabilities: np.ndarray, classes: Sequence) -> np.ndarray:
-    """The most probable class of each row of ``probabilities`` (columns follow ``classes``)."""
+    """The most probable class of each row of ``probabilities`` (columns follow ``classes``).
+
+    Used in the weibo_crowds chapter."""
     return np.asarray(classes)[np.asarray(probabilities).argmax(1)]
 
 
@@ -35,8 +37,8 @@ class ProbabilityAverage(ProbabilisticClassifier):
 
     ``fit`` trains nothing (the members keep their own training); it checks that the
     members share one ``classes_`` and normalises ``weights`` (equal when ``None``) into
-    ``weights_``. Used by the Weibo chapter to average the fine-tuned encoder with the
-    TF-IDF model, the weight chosen on a validation split.
+    ``weights_``. The Weibo chapter averages the fine-tuned encoder with the TF-IDF
+    model, the weight chosen on a validation split. Used in the weibo_crowds chapter.
     """
 
     def __init__(self, members: Sequence, weights: Sequence[float] | None = None):
