@@ -30,6 +30,10 @@ def run() -> dict:
     for row in results["paired"]:
         micro.setdefault(row["model"], {})[row["measure"]] = {
             "difference": round(row["difference vs (a)"], 4), "ci": [round(row["ci_low"], 4), round(row["ci_high"], 4)]}
+    # (c) against (b) is reported, with no target (runs before it was recorded: None)
+    c_vs_b = {row["measure"]: {"difference": round(row["difference vs (b)"], 4),
+                               "ci": [round(row["ci_low"], 4), round(row["ci_high"], 4)]}
+              for row in results.get("paired_c_vs_b", [])} or None
     personalised = [m for m in micro if m.startswith(("(b", "(c"))]  # (b), (b+) copy-aware, (c)
     beats = {m: all(micro[m][k]["ci"][0] > 0 for k in ("rouge_l", "emotion_agrees")) for m in personalised}
     targets = {f"macro_js_reduction_{split}": target(v["reduction"], 0.30, ">=") for split, v in macro.items()}
@@ -84,4 +88,5 @@ def run() -> dict:
         "micro_vs_no_context": micro,
         "micro_target": "(b), (b+) or (c) beats (a) on ROUGE-L and emotion agreement (paired 95 % CI above 0)",
         "micro_meets_target": beats,
+        "micro_pac_lora_vs_user_context_lora": c_vs_b,
     }

@@ -69,3 +69,16 @@ def test_the_encoder_target_reads_the_chosen_model_when_it_is_built_on_the_encod
     # a TF-IDF model chosen: the target still reads the fine-tuned encoder alone
     results["chosen_emotion_model"] = "TF-IDF words+chars + LR"
     assert bench.run()["emotion_encoder_target_model"] == "fine-tuned e5"
+
+
+def test_pac_lora_against_user_context_lora_is_reported_when_the_run_recorded_it(bench, monkeypatch):
+    c_vs_b = [{"model": "(c) PAC-LoRA, 3 experts + user context", "measure": m,
+               "difference vs (b)": d, "ci_low": d - 0.02, "ci_high": d + 0.02}
+              for m, d in (("rouge_l", -0.01), ("emotion_agrees", 0.03))]
+    monkeypatch.setattr(bench, "chapter_results",
+                        lambda chapter, profile: (chapter_json(paired_c_vs_b=c_vs_b), {"seconds": 3000}))
+    reported = bench.run()["micro_pac_lora_vs_user_context_lora"]
+    assert reported["rouge_l"] == {"difference": -0.01, "ci": [-0.03, 0.01]}
+    assert reported["emotion_agrees"]["ci"] == [0.01, 0.05]
+    monkeypatch.setattr(bench, "chapter_results", lambda chapter, profile: (chapter_json(), {"seconds": 3000}))
+    assert bench.run()["micro_pac_lora_vs_user_context_lora"] is None  # an older run did not record it
