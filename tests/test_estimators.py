@@ -11,7 +11,8 @@ import pytest
 from sklearn.base import clone
 
 from crowdlens.core.encoders import EncoderClassifier
-from crowdlens.core.estimators import ProbabilityAverage
+from crowdlens.core.estimators import ClassOffsets, ProbabilityAverage, macro_f1_offsets, shift_probabilities
+from crowdlens.core.metrics import macro_f1
 from crowdlens.crowd_response.distributions import KNNDistribution, PriorDistribution, SoftmaxRegression
 from crowdlens.crowd_response.emotions import ChineseTextClassifier, LexiconEmotion
 from crowdlens.crowd_response.replies import ReplyModel
@@ -107,3 +108,63 @@ def test_probability_average_refuses_members_that_disagree_on_classes_or_bad_wei
         ProbabilityAverage([a, a], weights=[1, -1]).fit()
     with pytest.raises(ValueError, match="one per member"):
         ProbabilityAverage([a, a], weights=[1]).fit()
+
+
+def _underconfident_in_a_rare_class(n=3000, seed=0):
+    """Three classes; the rare class "c" is always the model's second choice, just below
+    the right answer's rival: argmax never predicts it, an offset recovers it."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(["a", "b", "c"], size=n, p=[0.45, 0.45, 0.10])
+    p = rng.dirichlet([1, 1, 1], size=n) * 0.05
+    for i, label in enumerate(labels):
+        if label == "c":
+            p[i] += [0.45, 0.0, 0.35] if i % 2 else [0.0, 0.45, 0.35]
+        else:
+            p[i, "ab".index(label)] += 0.8
+    return p / p.sum(1, keepdims=True), labels
+
+
+def test_class_offsets_recover_a_class_the_argmax_never_predicts():
+    probabilities, labels = _underconfident_in_a_rare_class()
+    classes = np.array(["a", "b", "c"])
+    assert "c" not in set(classes[probabilities.argmax(1)])
+    offsets = macro_f1_offsets(probabilities, labels, classes)
+    tuned = classes[shift_probabilities(probabilities, offsets).argmax(1)]
+    assert "c" in set(tuned) and macro_f1(labels, tuned) > macro_f1(labels, classes[probabilities.argmax(1)]) + 0.2
+    np.testing.assert_allclose(shift_probabilities(probabilities, offsets).sum(1), 1.0)
+    # the tuned rule carries over to rows it was not tuned on, and the cross-fitted score says so
+    model = ClassOffsets(_FixedProbabilities(classes, probabilities)).fit([str(i) for i in range(len(labels))],
+                                                                         labels)
+    assert model.cv_score_ > model.untuned_score_ + 0.2
+    assert list(model.predict(["0", "1"])) == list(tuned[:2])
+
+
+def test_class_offsets_on_noise_score_no_better_than_untuned_when_cross_fitted():
+    rng = np.random.default_rng(1)
+    probabilities, labels = rng.dirichlet([1, 1, 1], size=400), rng.choice(["a", "b", "c"], size=400)
+    classes = np.array(["a", "b", "c"])
+    in_sample = macro_f1(labels, classes[shift_probabilities(
+        probabilities, macro_f1_offsets(probabilities, labels, classes)).argmax(1)])
+    model = ClassOffsets(_FixedProbabilities(classes, probabilities), folds=4).fit(
+        [str(i) for i in range(400)], labels, probabilities=probabilities)
+    # tuning on the rows that score it flatters; the cross-fitted score does not
+    assert in_sample > model.untuned_score_ and model.cv_score_ < in_sample
+    assert model.cv_score_ < 0.45  # chance is 1/3: no real signal to find
+
+
+def test_class_offsets_clone_keeps_the_wrapped_classifier_unfitted():
+    wrapped = ClassOffsets(TfidfLogReg(C=1.5), folds=3, rounds=1, grid=(-1.0, 0.0, 1.0), seed=4)
+    copy = clone(wrapped)
+    assert copy.get_params(deep=False).keys() == wrapped.get_params(deep=False).keys()
+    assert (copy.folds, copy.rounds, copy.grid, copy.seed) == (3, 1, (-1.0, 0.0, 1.0), 4)
+    assert copy.classifier.C == 1.5 and not [n for n in vars(copy) if n.endswith("_")]
+
+
+def test_class_offsets_refuse_bad_input_with_the_fix():
+    classifier = _FixedProbabilities(["a", "b"], [[0.6, 0.4], [0.3, 0.7]])
+    with pytest.raises(ValueError, match="folds must be at least 2"):
+        ClassOffsets(classifier, folds=1).fit(["0", "1"], ["a", "b"])
+    with pytest.raises(ValueError, match="not among the classifier's classes"):
+        ClassOffsets(classifier).fit(["0", "1"], ["a", "z"])
+    with pytest.raises(ValueError, match="one row per label and one column per class"):
+        macro_f1_offsets(np.ones((3, 2)) / 2, ["a", "b"], ["a", "b"])

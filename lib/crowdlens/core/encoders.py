@@ -24,15 +24,9 @@ from tqdm import tqdm
 from crowdlens.core.config import atomic_dir, atomic_path
 from crowdlens.core.device import (adamw, autocast, grad_scaler, is_accelerator, mixed_precision, resolve_device,
                                    to_device)
-from crowdlens.core.estimators import ProbabilisticClassifier
+from crowdlens.core.estimators import ProbabilisticClassifier, softmax
 from crowdlens.core.hub import load_sequence_classifier
 from crowdlens.core.metrics import weighted_f1
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits - logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    return p / p.sum(axis=1, keepdims=True)
 
 
 def length_sorted_batches(encoded: Sequence[Sequence[int]], batch_size: int, pad_id: int):
