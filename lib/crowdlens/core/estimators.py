@@ -85,7 +85,12 @@ class ProbabilityAverage(ProbabilisticClassifier):
 def shift_probabilities(probabilities: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``probabilities`` with ``offsets`` added to their logarithms, renormalised: a
     change of the decision rule that keeps each row's order of the other classes."""
-    return softmax(np.log(np.clip(np.asarray(probabilities, float), 1e-12, None)) + offsets)
+    return softmax(_log_probabilities(probabilities) + offsets)
+
+
+def _log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    """log of ``probabilities``, a zero clipped to 1e-12 so that an offset can still lift it."""
+    return np.log(np.clip(np.asarray(probabilities, float), 1e-12, None))
 
 
 def macro_f1_offsets(probabilities: np.ndarray, labels: Sequence, classes: Sequence,
@@ -101,11 +106,11 @@ def macro_f1_offsets(probabilities: np.ndarray, labels: Sequence, classes: Seque
         raise ValueError(f"probabilities must be one row per label and one column per class: got "
                          f"{probabilities.shape} for {len(labels)} labels and {len(classes)} classes.")
     grid = sorted(set(float(g) for g in grid) | {0.0}, key=abs)
-    log_p = np.log(np.clip(probabilities, 1e-12, None))
+    log_p = _log_probabilities(probabilities)
     offsets = np.zeros(len(classes))
 
     def score(candidate):
-        return macro_f1(labels, classes[(log_p + candidate).argmax(1)], labels=classes)
+        return macro_f1(labels, argmax_labels(log_p + candidate, classes), labels=classes)
 
     best = score(offsets)
     for _ in range(rounds):
@@ -161,12 +166,12 @@ class ClassOffsets(ProbabilisticClassifier):
         splits = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed).split(probabilities, labels)
         for tune, held_out in splits:
             offsets = macro_f1_offsets(probabilities[tune], labels[tune], classes, self.grid, self.rounds)
-            cross_fitted[held_out] = classes[(np.log(np.clip(probabilities[held_out], 1e-12, None))
-                                              + offsets).argmax(1)]
+            cross_fitted[held_out] = argmax_labels(_log_probabilities(probabilities[held_out]) + offsets,
+                                                   classes)
         self.classes_ = classes
         self.offsets_ = macro_f1_offsets(probabilities, labels, classes, self.grid, self.rounds)
         self.cv_score_ = macro_f1(labels, cross_fitted, labels=classes)
-        self.untuned_score_ = macro_f1(labels, classes[probabilities.argmax(1)], labels=classes)
+        self.untuned_score_ = macro_f1(labels, argmax_labels(probabilities, classes), labels=classes)
         return self
 
     def transform_probabilities(self, probabilities: np.ndarray) -> np.ndarray:
